@@ -1,0 +1,125 @@
+"""Recipes: YAML files that map onto dataclasses. Unknown keys are errors, and
+every field can be overridden on the command line (``--set warmup.steps=50``)."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .data import DataConfig
+from .errors import UserError
+from .train.warmup import WarmupConfig
+
+
+@dataclass
+class ModelConfig:
+    base: str = "builtin"          # "builtin" (shipped weights) or a local model folder
+    image_size: int = 96
+    device: str | None = None      # None: cuda when available, else cpu
+
+
+@dataclass
+class Recipe:
+    name: str = "shapes"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    warmup: WarmupConfig = field(default_factory=WarmupConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def hash(self, *sections: str) -> str:
+        d = self.to_dict()
+        picked = {k: d[k] for k in sections} if sections else d
+        return hashlib.sha1(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise UserError(f"{where}: expected a mapping")
+        return build(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(a, value, where)
+            except UserError as exc:
+                errors.append(str(exc))
+        raise UserError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise UserError(f"{where}: expected a list, got {value!r}")
+        (inner,) = typing.get_args(tp) or (Any,)
+        return [_coerce(inner, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool) and not (isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
+        raise UserError(f"{where}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def build(cls: type, values: dict, where: str = "recipe") -> Any:
+    """A dataclass from a mapping; unknown keys name themselves and the recipe."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in names:
+            raise UserError(f"{where}: unknown key '{key}' (known: {', '.join(sorted(names))})")
+    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def _set(tree: dict, dotted: str, raw: str, where: str) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise UserError(f"{where}: '{dotted}' goes inside a value that is not a mapping")
+    node[keys[-1]] = yaml.safe_load(raw) if raw != "" else None
+
+
+def load_recipe(path: str | None = None, overrides: list[str] = ()) -> Recipe:
+    """The embedded defaults, then the YAML file, then ``key=value`` overrides."""
+    tree: dict = {}
+    where = "recipe"
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"recipe {p} does not exist")
+        where = str(p)
+        try:
+            tree = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f" at line {mark.line + 1}" if mark else ""
+            raise UserError(f"{p}: malformed YAML{at}") from None
+        if not isinstance(tree, dict):
+            raise UserError(f"{p}: a recipe is a mapping of sections")
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"--set {item}: expected KEY=VALUE, e.g. warmup.steps=50")
+        key, raw = item.split("=", 1)
+        _set(tree, key.strip(), raw, f"--set {item}")
+    return build(Recipe, tree, where)
+
+
+def recipe_yaml(recipe: Recipe) -> str:
+    return yaml.safe_dump(recipe.to_dict(), sort_keys=False)

@@ -1,0 +1,81 @@
+"""Datasets as lists of :class:`~illume_rm.records.Example`.
+
+``load_examples(DataConfig(name=...), split)`` is the one entry point:
+
+- ``shapes``: the built-in CLEVR-X-like generator (the default);
+- ``easy-vqa``: the `easy-vqa` package, with references written from each image;
+- ``vqa-x``, ``act-x``, ``esnlive``: NLX-GPT JSON files (``path``), text-only
+  unless ``images`` names a folder;
+- ``jsonl``: any JSONL file of Examples (``path``).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import UserError
+from ..paths import cache_dir
+from ..records import Example, read_jsonl
+from .shapes import ShapesConfig
+
+DATASETS = ("shapes", "easy-vqa", "vqa-x", "act-x", "esnlive", "jsonl")
+NLX_FILES = {"vqa-x": "vqaX_{split}.json", "act-x": "actX_{split}.json", "esnlive": "esnlive_{split}.json"}
+
+
+@dataclass
+class DataConfig:
+    name: str = "shapes"
+    path: str | None = None      # NLX-GPT JSON file or folder, or a JSONL file; '{split}' in it is replaced,
+                                 # and a single file is split 80/10/10 by example id
+    images: str | None = None    # image folder for NLX-GPT data
+    limit: int | None = None     # at most this many examples per split
+    shapes: ShapesConfig = field(default_factory=ShapesConfig)
+
+
+def _check_images(examples: list[Example], where: str) -> None:
+    for ex in examples:
+        if ex.image is not None and not Path(ex.image).is_file():
+            raise UserError(f"{where}: example {ex.id}: image {ex.image} does not exist")
+
+
+def load_examples(cfg: DataConfig, split: str) -> list[Example]:
+    """All examples of one split (``train``, ``val`` or ``test``)."""
+    if cfg.name not in DATASETS:
+        raise UserError(f"unknown dataset '{cfg.name}' (choose one of {', '.join(DATASETS)})")
+    if cfg.name == "shapes":
+        from .shapes import load
+        examples = load(split, cfg.shapes, cache_dir())
+    elif cfg.name == "easy-vqa":
+        from .easyvqa import load
+        examples = load(split, limit=cfg.limit)
+    elif cfg.name == "jsonl":
+        path = _split_path(cfg, split)
+        examples = read_jsonl(path, Example)
+        _check_images(examples, str(path))
+    else:
+        from .nlx import load
+        examples = load(_split_path(cfg, split), name=cfg.name, images=cfg.images)
+    if cfg.name not in ("shapes", "easy-vqa") and "{split}" not in (cfg.path or "") and Path(cfg.path).is_file():
+        examples = [ex for ex in examples if _hash_split(ex.id) == split]
+    if cfg.limit is not None:
+        examples = examples[: cfg.limit]
+    return examples
+
+
+def _hash_split(example_id: str) -> str:
+    """A stable 80/10/10 train/val/test split of a single file, by example id."""
+    bucket = int(hashlib.sha1(example_id.encode()).hexdigest()[:8], 16) % 10
+    return "train" if bucket < 8 else ("val" if bucket == 8 else "test")
+
+
+def _split_path(cfg: DataConfig, split: str) -> Path:
+    if not cfg.path:
+        raise UserError(f"dataset '{cfg.name}' needs a path (--data-path FILE)")
+    raw = cfg.path.replace("{split}", split)
+    path = Path(raw)
+    if path.is_dir() and cfg.name in NLX_FILES:
+        path = path / NLX_FILES[cfg.name].format(split=split)
+    if not path.exists():
+        raise UserError(f"dataset '{cfg.name}': {path} does not exist")
+    return path

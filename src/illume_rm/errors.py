@@ -1,0 +1,11 @@
+"""The one error type a user sees: a clear line naming what and where, exit status 2."""
+
+
+class UserError(Exception):
+    """Bad input from the user (a path, a line, a key). The CLI prints it and exits 2."""
+
+    exit_code = 2
+
+
+class MissingDependency(UserError):
+    """A shipped-weights package or an optional tool is not installed."""

@@ -1,0 +1,35 @@
+"""The VLM behind one interface: answer, sample rationales, loss.
+
+``load_vlm(path)`` opens a built-in VLM folder (``config.json`` with
+``model_type: illume_vlm``) or any Hugging Face image-text-to-text model in a
+local folder; ``load_vlm("builtin")`` converts the shipped weights once.
+Both give a :class:`VLM`: ``loss(items)``, ``generate(items, ...)`` and
+``answer(examples)``, where an item is ``(image path or None, prompt, target)``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import UserError
+from .base import VLM, Item, answer_prompt, parse_answer
+from .builtin import BuiltinVLM
+
+__all__ = ["VLM", "Item", "BuiltinVLM", "load_vlm", "answer_prompt", "parse_answer"]
+
+
+def load_vlm(path: str | Path, device: str | None = None, image_size: int = 96) -> VLM:
+    if str(path) == "builtin":
+        from .weights import build_builtin
+
+        return BuiltinVLM.load(build_builtin(image_size), device=device)
+    path = Path(path)
+    config = path / "config.json"
+    if not config.is_file():
+        raise UserError(f"model checkpoint {path} does not exist (no config.json there)")
+    model_type = json.loads(config.read_text()).get("model_type")
+    if model_type == "illume_vlm":
+        return BuiltinVLM.load(path, device=device)
+    from .hf import HFVLM
+
+    return HFVLM.load(path, device=device)

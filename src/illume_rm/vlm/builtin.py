@@ -1,0 +1,155 @@
+"""The built-in VLM behind the :class:`~illume_rm.vlm.base.VLM` interface, with a feature cache.
+
+The vision encoder is frozen, so each image's features are computed once,
+kept in memory, and saved (safetensors) under the cache folder, keyed by
+the image's path, size and modification time and by the encoder's weights.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from ..paths import cache_dir
+from .base import VLM, Item
+from .modeling import IllumeVLMForConditionalGeneration
+from .processor import IllumeVLMProcessor
+
+
+def default_device(device: str | None = None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class FeatureCache:
+    def __init__(self, model: IllumeVLMForConditionalGeneration, processor: IllumeVLMProcessor):
+        self.model, self.processor = model, processor
+        self.memory: dict[str, torch.Tensor] = {}
+        w = model.vision._conv_head.weight.detach()
+        fingerprint = f"{float(w.double().sum()):.6e}/{float(w.double().abs().sum()):.6e}/{processor.image_size}"
+        self.tag = hashlib.sha1(fingerprint.encode()).hexdigest()[:10]
+
+    def _key(self, path: str) -> str:
+        st = os.stat(path)
+        return hashlib.sha1(f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+
+    def _file(self, folder: str) -> Path:
+        h = hashlib.sha1(os.path.abspath(folder).encode()).hexdigest()[:12]
+        return cache_dir() / "features" / self.tag / f"{h}.safetensors"
+
+    def get(self, paths: Sequence[str], batch_size: int = 64, progress: bool = False) -> torch.Tensor:
+        """[len(paths), n, 1280] features on the model's device."""
+        missing = [p for p in dict.fromkeys(paths) if p not in self.memory]
+        if missing:
+            self._load_disk(missing)
+            missing = [p for p in missing if p not in self.memory]
+        if missing:
+            dev = self.model.device
+            it = range(0, len(missing), batch_size)
+            for start in tqdm(it, desc="image features", disable=not progress or len(missing) <= batch_size):
+                chunk = missing[start:start + batch_size]
+                with torch.no_grad():
+                    feats = self.model.encode_images(self.processor.pixel_values(chunk).to(dev)).cpu()
+                for p, f in zip(chunk, feats):
+                    self.memory[p] = f.clone()
+            self._save_disk(missing)
+        return torch.stack([self.memory[p] for p in paths]).to(self.model.device)
+
+    def _load_disk(self, paths: list[str]) -> None:
+        by_folder: dict[str, list[str]] = {}
+        for p in paths:
+            by_folder.setdefault(os.path.dirname(p), []).append(p)
+        for folder, ps in by_folder.items():
+            f = self._file(folder)
+            if f.exists():
+                stored = load_file(str(f))
+                for p in ps:
+                    k = self._key(p)
+                    if k in stored:
+                        self.memory[p] = stored[k]
+
+    def _save_disk(self, paths: list[str]) -> None:
+        by_folder: dict[str, list[str]] = {}
+        for p in paths:
+            by_folder.setdefault(os.path.dirname(p), []).append(p)
+        for folder, ps in by_folder.items():
+            f = self._file(folder)
+            f.parent.mkdir(parents=True, exist_ok=True)
+            stored = load_file(str(f)) if f.exists() else {}
+            stored.update({self._key(p): self.memory[p].contiguous() for p in ps})
+            tmp = f.with_suffix(f".{os.getpid()}.tmp")
+            save_file(stored, str(tmp))
+            os.replace(tmp, f)
+
+
+class BuiltinVLM(VLM):
+    name = "illume-vlm"
+
+    def __init__(self, model: IllumeVLMForConditionalGeneration, processor: IllumeVLMProcessor,
+                 device: str | torch.device | None = None, path: str | None = None):
+        self.device = default_device(str(device) if device else None)
+        self.model = model.to(self.device)
+        self.processor = processor
+        self.features = FeatureCache(model, processor)
+        self.path = path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = None) -> "BuiltinVLM":
+        model = IllumeVLMForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
+        model.eval()
+        return cls(model, IllumeVLMProcessor.from_pretrained(path), device, str(path))
+
+    def trainable_model(self) -> torch.nn.Module:
+        return self.model
+
+    def save(self, path) -> None:
+        model = self.model
+        if hasattr(model, "merge_and_unload"):
+            model = model.merge_and_unload()
+        model.save_pretrained(path)
+        self.processor.save_pretrained(path)
+
+    def _inputs(self, items: Sequence[Item], padding_side: str, with_targets: bool) -> dict:
+        has_image = [img is not None for img, _, _ in items]
+        batch = self.processor.build(
+            [p for _, p, _ in items], has_image, [t or "" for _, _, t in items] if with_targets else None,
+            padding_side=padding_side,
+        )
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        images = [img for img in (i[0] for i in items) if img is not None]
+        if images:
+            batch["image_features"] = self.features.get(images)
+        return batch
+
+    def loss(self, items: Sequence[Item], weights: Sequence[float] | None = None) -> torch.Tensor:
+        batch = self._inputs(items, "right", with_targets=True)
+        per = self.model.target_loss(**batch)
+        if weights is None:
+            return per.mean()
+        w = torch.tensor(list(weights), dtype=per.dtype, device=per.device)
+        return (per * w).sum() / w.sum()
+
+    @torch.no_grad()
+    def generate(self, items: Sequence[Item], max_new_tokens: int = 24, do_sample: bool = False,
+                 temperature: float = 1.0, top_k: int = 0, num_return_sequences: int = 1) -> list[list[str]]:
+        was_training = self.model.training
+        self.model.eval()
+        batch = self._inputs(items, "left", with_targets=False)
+        kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, num_return_sequences=num_return_sequences,
+                      pad_token_id=self.processor.pad_token_id, eos_token_id=self.processor.eos_token_id)
+        if do_sample:
+            kwargs.update(temperature=temperature, top_k=top_k or None)
+        else:
+            kwargs.update(temperature=None, top_k=None, top_p=None)
+        out = self.model.generate(**batch, **kwargs)
+        texts = self.processor.decode(out)
+        if was_training:
+            self.model.train()
+        n = num_return_sequences
+        return [texts[i * n:(i + 1) * n] for i in range(len(items))]

@@ -1,0 +1,117 @@
+"""Turns (image, prompt, target) triples into model inputs for the built-in VLM.
+
+Image placeholders come first, then the prompt, then the target and EOS.
+Padding goes on one side of the *whole* sequence (right for training, left
+for generation), so positions derived from the attention mask agree in
+training and in ``generate``. Labels are built explicitly: SmolLM2's pad
+token is its EOS, so "label = id != pad" would mask the EOS and the model
+would never learn to stop.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from ..errors import UserError
+
+PROCESSOR_FILE = "illume_processor.json"
+
+
+class IllumeVLMProcessor:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, image_size: int, image_tokens: int,
+                 image_token_id: int, max_length: int = 128):
+        self.tokenizer = tokenizer
+        self.image_size = image_size
+        self.image_tokens = image_tokens
+        self.image_token_id = image_token_id
+        self.max_length = max_length
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+
+    @property
+    def eos_token_id(self) -> int:
+        return self.tokenizer.eos_token_id
+
+    @property
+    def pad_token_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+    # -- images ---------------------------------------------------------------------
+    def load_image(self, path: str) -> Image.Image:
+        try:
+            with Image.open(path) as img:
+                return img.convert("RGB")
+        except FileNotFoundError:
+            raise UserError(f"image {path} does not exist") from None
+        except OSError as exc:
+            raise UserError(f"image {path} cannot be read: {exc}") from None
+
+    def pixel_values(self, images: list[str | Image.Image]) -> torch.Tensor:
+        """RGB 0..255 resized to image_size, normalised as (x - 127) / 128 (EfficientNet-Lite)."""
+        arrays = []
+        for im in images:
+            img = self.load_image(im) if isinstance(im, (str, Path)) else im.convert("RGB")
+            img = img.resize((self.image_size, self.image_size), Image.BILINEAR)
+            arrays.append(np.asarray(img, dtype=np.float32))
+        x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+        return (x - 127.0) / 128.0
+
+    # -- text -----------------------------------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False).input_ids
+
+    def build(self, prompts: list[str], has_image: list[bool], targets: list[str] | None = None,
+              padding_side: str = "right", target_weights: list[float] | None = None) -> dict[str, torch.Tensor]:
+        """Token ids (with image placeholders), attention mask and, with targets, labels."""
+        rows, label_rows = [], []
+        for i, prompt in enumerate(prompts):
+            ids = [self.image_token_id] * (self.image_tokens if has_image[i] else 0) + self.encode(prompt)
+            labels = [-100] * len(ids)
+            if targets is not None:
+                tgt = self.encode(targets[i]) + [self.eos_token_id]
+                ids, labels = ids + tgt, labels + tgt
+            if len(ids) > self.max_length:  # keep the image and the end (the target)
+                keep = self.max_length
+                ids, labels = ids[-keep:], labels[-keep:]
+                if has_image[i]:
+                    ids[: self.image_tokens] = [self.image_token_id] * self.image_tokens
+                    labels[: self.image_tokens] = [-100] * self.image_tokens
+            rows.append(ids)
+            label_rows.append(labels)
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        for i, (ids, lab) in enumerate(zip(rows, label_rows)):
+            sl = slice(0, len(ids)) if padding_side == "right" else slice(width - len(ids), width)
+            input_ids[i, sl] = torch.tensor(ids)
+            attention[i, sl] = 1
+            labels[i, sl] = torch.tensor(lab)
+        out = {"input_ids": input_ids, "attention_mask": attention}
+        if targets is not None:
+            out["labels"] = labels
+            if target_weights is not None:
+                out["weights"] = torch.tensor(target_weights, dtype=torch.float32)
+        return out
+
+    def decode(self, ids: torch.Tensor) -> list[str]:
+        return [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+    # -- files ----------------------------------------------------------------------
+    def save_pretrained(self, path: str | Path) -> None:
+        path = Path(path)
+        self.tokenizer.save_pretrained(path)
+        (path / PROCESSOR_FILE).write_text(json.dumps({
+            "image_size": self.image_size, "image_tokens": self.image_tokens,
+            "image_token_id": self.image_token_id, "max_length": self.max_length}, indent=2))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> "IllumeVLMProcessor":
+        path = Path(path)
+        spec = json.loads((path / PROCESSOR_FILE).read_text())
+        return cls(AutoTokenizer.from_pretrained(path), **spec)

@@ -1,0 +1,52 @@
+from collections import Counter
+
+from PIL import Image
+
+from illume_rm.data import load_examples
+from illume_rm.data.scene import check_rationale
+from illume_rm.data.shapes import FAMILIES, ShapesConfig, generate
+
+
+def test_deterministic_for_a_seed():
+    cfg = ShapesConfig(train=30)
+    a = generate(cfg, "train", None)
+    assert a == generate(cfg, "train", None)
+    other = generate(ShapesConfig(train=30, seed=1), "train", None)
+    assert [e.question for e in a] != [e.question for e in other]
+    val = generate(cfg, "val", None)
+    assert {e.meta["scene"]["objects"][0]["color"] for e in val} and [e.question for e in val] != [e.question for e in a[:len(val)]]
+
+
+def test_every_reference_is_true_of_its_scene_and_all_families_appear():
+    examples = generate(ShapesConfig(train=400), "train", None)
+    families = Counter(e.meta["family"] for e in examples)
+    assert set(families) == set(FAMILIES)
+    for ex in examples:
+        assert len(ex.explanations) == 3 and len(set(ex.explanations)) == 3, ex
+        for ref in ex.explanations:
+            verdict = check_rationale(ex.meta["scene"], ref)
+            assert verdict.ok, (ex.question, ref, verdict.problems)
+
+
+def test_false_claims_are_caught():
+    scene = {"grid": 3, "objects": [
+        {"shape": "square", "color": "green", "size": "large", "row": 1, "col": 2},
+        {"shape": "circle", "color": "red", "size": "small", "row": 0, "col": 0},
+    ]}
+    assert check_rationale(scene, "the square on the right is green").ok
+    assert check_rationale(scene, "the red circle is to the left of the green square").ok
+    assert not check_rationale(scene, "the square on the right is gray").ok  # colour wrong
+    assert not check_rationale(scene, "the red circle is below the green square").ok  # relation wrong
+    assert not check_rationale(scene, "there are three objects").ok  # count wrong
+    assert not check_rationale(scene, "there is a blue triangle").ok  # object absent
+    assert not check_rationale(scene, "it has a long neck").ok  # unparsed is not acceptable
+    assert not check_rationale(scene, "").ok  # no claim
+
+
+def test_images_are_drawn_at_the_configured_size(shapes_small):
+    examples = load_examples(shapes_small, "val")
+    assert examples and all(e.image for e in examples)
+    with Image.open(examples[0].image) as img:
+        assert img.size == (64, 64)
+    again = load_examples(shapes_small, "val")
+    assert [e.id for e in again] == [e.id for e in examples]

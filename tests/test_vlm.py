@@ -1,0 +1,107 @@
+import torch
+
+from illume_rm.records import Example
+from illume_rm.vlm import BuiltinVLM, load_vlm
+from illume_rm.vlm.modeling import IllumeVLMForConditionalGeneration
+
+
+def test_save_load_round_trip(tiny_vlm_path, tmp_path, shapes_small):
+    from illume_rm.data import load_examples
+
+    ex = load_examples(shapes_small, "train")[0]
+    vlm = load_vlm(tiny_vlm_path)
+    items = [(ex.image, "Q: " + ex.question + " A:", " " + ex.answer), (None, "Q: text only? A:", " no")]
+    loss = vlm.loss(items)
+    vlm.save(tmp_path / "copy")
+    again = load_vlm(tmp_path / "copy")
+    assert isinstance(again, BuiltinVLM)
+    assert torch.allclose(loss, again.loss(items))
+    m = IllumeVLMForConditionalGeneration.from_pretrained(tmp_path / "copy")
+    lm = m.language_model
+    assert lm.lm_head.weight.data_ptr() == lm.model.embed_tokens.weight.data_ptr()  # still tied
+
+
+def test_labels_end_with_eos_even_though_pad_is_eos(tiny_vlm_path):
+    vlm = load_vlm(tiny_vlm_path)
+    p = vlm.processor
+    assert p.pad_token_id == p.eos_token_id  # SmolLM2's trap
+    batch = p.build(["Q: a? A:", "Q: longer question here? A:"], [True, False], [" yes", " no"])
+    for row in range(2):
+        labelled = batch["labels"][row][batch["labels"][row] != -100].tolist()
+        assert labelled[-1] == p.eos_token_id
+        assert (batch["input_ids"][row] == p.image_token_id).sum() == (p.image_tokens if row == 0 else 0)
+
+
+def test_tiny_model_overfits_and_generates_with_and_without_image(tiny_vlm_path, shapes_small):
+    from illume_rm.data import load_examples
+
+    vlm = load_vlm(tiny_vlm_path)
+    exs = load_examples(shapes_small, "train")[::3][:2]  # two different images
+    assert exs[0].image != exs[1].image
+    items = [(exs[0].image, "Q: What? A:", " yes, seeing that it is red"),
+             (exs[1].image, "Q: What? A:", " no, seeing that it is blue"),
+             (None, "Q: text? A:", " green")]
+    torch.manual_seed(0)
+    opt = torch.optim.AdamW([p for p in vlm.model.parameters() if p.requires_grad], lr=3e-3)
+    vlm.model.train()
+    first = float(vlm.loss(items))
+    for _ in range(150):
+        loss = vlm.loss(items)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.05 * first
+    out = vlm.generate([(i, p, None) for i, p, _ in items], max_new_tokens=12)
+    # the same prompt gives different outputs for different images: the model sees them
+    assert out[0][0] == "yes, seeing that it is red"
+    assert out[1][0] == "no, seeing that it is blue"
+    assert out[2][0] == "green"
+    # batched generation (left padding) matches one at a time
+    assert [vlm.generate([it[:2] + (None,)], max_new_tokens=12)[0] for it in items] == out
+
+
+def test_sampling_returns_k_per_item(tiny_vlm_path):
+    vlm = load_vlm(tiny_vlm_path)
+    out = vlm.generate([(None, "Q: x? A:", None)] * 2, do_sample=True, temperature=0.9, top_k=50,
+                       num_return_sequences=3, max_new_tokens=4)
+    assert len(out) == 2 and all(len(o) == 3 for o in out)
+
+
+def test_any_hf_image_text_to_text_model(tmp_path, shapes_small):
+    """A tiny randomly initialised LLaVA (real architecture, built from a config) behind the same interface."""
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    from illume_rm.data import load_examples
+    from illume_rm.vlm.hf import HFVLM
+    from illume_rm.vlm.weights import _tiny_tokenizer
+
+    tok = _tiny_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                              image_size=32, patch_size=8, projection_dim=32)
+    text = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, pad_token_id=tok.pad_token_id,
+                       eos_token_id=tok.eos_token_id)
+    cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
+                      image_seq_length=16, vision_feature_layer=-1)
+    torch.manual_seed(0)
+    LlavaForConditionalGeneration(cfg).save_pretrained(tmp_path / "llava")
+    LlavaProcessor(image_processor=CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+                   tokenizer=tok, patch_size=8, vision_feature_select_strategy="default",
+                   num_additional_image_tokens=1).save_pretrained(tmp_path / "llava")
+    vlm = load_vlm(tmp_path / "llava")
+    assert isinstance(vlm, HFVLM)
+    exs = load_examples(shapes_small, "train")[::3][:2]  # two different images
+    items = [(exs[0].image, "Q: What? A:", " yes"), (exs[1].image, "Q: What? A:", " no")]
+    opt = torch.optim.AdamW(vlm.model.parameters(), lr=3e-3)
+    first = float(vlm.loss(items))
+    for _ in range(150):
+        loss = vlm.loss(items)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.05 * first
+    vlm.model.eval()
+    assert [o[0] for o in vlm.generate([(i, p, None) for i, p, _ in items], max_new_tokens=2)] == ["yes", "no"]
+    assert len(vlm.answer([Example(id="t", question="text only?", answers=["no"])])) == 1
