@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test warmup clean
+.PHONY: install demo test clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/illume-rm warmup recipes/shapes-warmup.yaml
+	$(VENV)/bin/illume-rm iterate recipes/shapes-critic.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

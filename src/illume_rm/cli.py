@@ -96,12 +96,13 @@ def warmup_checkpoint(recipe, log=click.echo) -> Path:
     from .train.warmup import run_warmup
     from .vlm import load_vlm
 
-    out = cache_dir() / "warmup" / f"{recipe.name}-{recipe.hash('seed', 'data', 'model', 'warmup')}"
+    out = cache_dir() / "warmup" / recipe.hash("seed", "data", "model", "warmup")
     if (out / "warmup.json").exists():
         log(f"warm-up checkpoint found (cached for this recipe): {out}")
         return out
     train, val = load_examples(recipe.data, "train"), load_examples(recipe.data, "val")
-    vlm = load_vlm(recipe.model.base, device=recipe.model.device, image_size=recipe.model.image_size)
+    vlm = load_vlm(recipe.model.base, device=recipe.model.device, image_size=recipe.model.image_size,
+                   image_grid=recipe.model.image_grid)
     vlm.features.get([e.image for e in train + val if e.image], progress=True)
     run_warmup(vlm, train, val, recipe.warmup, out, seed=recipe.seed, log=log)
     return out
@@ -132,6 +133,168 @@ def warmup(recipe, out, data_path, images, overrides):
         shutil.copytree(ckpt, out, dirs_exist_ok=True)
         click.echo(f"checkpoint copied to {out}")
     click.echo(f"checkpoint: {ckpt}")
+
+
+# -- the ILLUME stages -------------------------------------------------------------------
+def _examples_by_id(recipe, splits=("train", "val", "test")):
+    from .data import load_examples
+
+    out = {}
+    for split in splits:
+        out.update({ex.id: ex for ex in load_examples(recipe.data, split)})
+    return out
+
+
+def _model(recipe, checkpoint, adapter):
+    from .train.lora import load_adapter
+    from .vlm import load_vlm
+
+    path = checkpoint or str(warmup_checkpoint(recipe))
+    vlm = load_vlm(path, device=recipe.model.device, image_size=recipe.model.image_size,
+                   image_grid=recipe.model.image_grid)
+    if adapter:
+        load_adapter(vlm, adapter)
+    return vlm
+
+
+def _read_candidates(path):
+    from .records import Candidate, read_jsonl
+
+    cands = read_jsonl(path, Candidate)
+    if not cands:
+        raise UserError(f"{path} holds no candidates")
+    return cands
+
+
+model_options = [
+    click.option("--checkpoint", type=str, default=None,
+                 help="VLM folder (default: this recipe's warm-up checkpoint, trained when missing)."),
+    click.option("--adapter", type=str, default=None, help="LoRA adapter folder to put on the VLM."),
+]
+
+
+def with_model(f):
+    for opt in reversed(model_options):
+        f = opt(f)
+    return f
+
+
+@cli.command()
+@click.argument("recipe", required=False)
+@click.option("--split", default="train", show_default=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="candidates.jsonl to write.")
+@click.option("--evaluation", is_flag=True, help="The model's own answer, then one greedy rationale (as evaluate).")
+@with_model
+@recipe_options
+def sample(recipe, split, out, evaluation, checkpoint, adapter, data_path, images, overrides):
+    """Sample rationales: K per temperature per example, the gold answer in the prompt."""
+    from .data import load_examples
+    from .records import write_jsonl
+    from .sampling import explain, pick_examples, sample_candidates
+
+    r = _recipe(recipe, overrides, data_path, images)
+    examples = load_examples(r.data, split)
+    vlm = _model(r, checkpoint, adapter)
+    if evaluation:
+        n = r.sampling.eval_examples
+        cands = explain(vlm, examples if n is None else examples[:n], r.sampling)
+    else:
+        cands = sample_candidates(vlm, pick_examples(examples, r.sampling.train_examples, r.seed), r.sampling,
+                                  seed=r.seed)
+    click.echo(f"wrote {write_jsonl(out, cands)} candidates to {out}")
+
+
+@cli.command()
+@click.argument("candidates", type=str)
+@click.argument("recipe", required=False)
+@click.option("--selector", "selector_name", default=None, help="critic, oracle or package.module:name.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="judgements.jsonl to write.")
+@recipe_options
+def select(candidates, recipe, selector_name, out, data_path, images, overrides):
+    """Judge CANDIDATES (JSONL) with a selector; writes judgements."""
+    from .records import write_jsonl
+    from .selectors import Selector, make_scorer
+
+    extra = [f"selector.name={selector_name}"] if selector_name else []
+    r = _recipe(recipe, [*overrides, *extra], data_path, images)
+    cands = _read_candidates(candidates)
+    selector = Selector(make_scorer(r.selector.name), r.selector.rule)
+    judgements = selector.select(_examples_by_id(r), cands)
+    write_jsonl(out, judgements)
+    accepted = sum(j.accepted for j in judgements)
+    click.echo(f"{selector.label}: accepted {accepted} of {len(judgements)} "
+               f"(threshold {selector.last_threshold:.3f}); wrote {out}")
+
+
+@cli.command()
+@click.argument("recipe", required=False)
+@click.option("--accepted", type=str, default=None, help="Accepted candidates (a run's train.jsonl) for mode illume.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Adapter folder to write.")
+@click.option("--checkpoint", type=str, default=None, help="VLM folder (default: the recipe's warm-up checkpoint).")
+@recipe_options
+def finetune(recipe, accepted, out, checkpoint, data_path, images, overrides):
+    """LoRA fine-tuning: ILLUME (accepted rationales + answer-only), gt-sft, or the answer-only control."""
+    from .data import load_examples
+    from .train.finetune import finetune as run_finetune
+    from .train.lora import save_adapter
+
+    r = _recipe(recipe, overrides, data_path, images)
+    cands = _read_candidates(accepted) if accepted else []
+    if r.finetune.mode == "illume" and not cands:
+        raise UserError("mode illume needs --accepted FILE (accepted candidates); or set finetune.mode")
+    vlm = _model(r, checkpoint, None)
+    run_finetune(vlm, load_examples(r.data, "train"), cands, r.finetune, seed=r.seed)
+    save_adapter(vlm, out)
+    click.echo(f"adapter saved to {out}")
+
+
+@cli.command()
+@click.argument("recipe", required=False)
+@click.option("--split", default="val", show_default=True)
+@click.option("--candidates", "cands_path", type=str, default=None,
+              help="Score these candidates (from sample --evaluation) instead of generating.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="metrics.json to write.")
+@with_model
+@recipe_options
+def evaluate(recipe, split, cands_path, out, checkpoint, adapter, data_path, images, overrides):
+    """Answer accuracy, BLEU-4 / METEOR / ROUGE-L / CIDEr (unfiltered and filtered) and the grounded rate."""
+    from .data import load_examples
+    from .evaluate.runner import evaluate_candidates, metrics_table
+    from .records import write_json
+    from .sampling import explain
+
+    r = _recipe(recipe, overrides, data_path, images)
+    examples = load_examples(r.data, split)
+    n = r.sampling.eval_examples
+    examples = examples if n is None else examples[:n]
+    if cands_path:
+        cands = _read_candidates(cands_path)
+    else:
+        cands = explain(_model(r, checkpoint, adapter), examples, r.sampling)
+    metrics = evaluate_candidates(examples, cands, r.use_coco())
+    for note in metrics["notes"]:
+        click.echo(f"warning: {note}", err=True)
+    click.echo(metrics_table([(adapter or checkpoint or "warm-up", metrics)]))
+    if out:
+        write_json(out, metrics)
+        click.echo(f"wrote {out}")
+
+
+@cli.command()
+@click.argument("recipe", required=False)
+@click.option("--run", "run_dir", type=click.Path(file_okay=False), default=None,
+              help="Run folder (default: runs/<recipe name>).")
+@recipe_options
+def iterate(recipe, run_dir, data_path, images, overrides):
+    """The ILLUME loop: sample, select, fine-tune, evaluate; resumable; writes report.md and curves.png."""
+    from .loop import Run
+
+    r = _recipe(recipe, overrides, data_path, images)
+    folder = Path(run_dir or Path("runs") / r.name)
+    run = Run(r, folder, warmup_checkpoint(r))
+    run.run()
+    click.echo((folder / "report.md").read_text())
+    click.echo(f"report: {folder / 'report.md'}  plot: {folder / 'curves.png'}")
 
 
 main = cli

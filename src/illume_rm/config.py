@@ -15,14 +15,36 @@ import yaml
 
 from .data import DataConfig
 from .errors import UserError
+from .sampling import SamplingConfig
+from .selectors import Rule
+from .train.finetune import FinetuneConfig
 from .train.warmup import WarmupConfig
 
 
 @dataclass
 class ModelConfig:
     base: str = "builtin"          # "builtin" (shipped weights) or a local model folder
-    image_size: int = 96
+    image_size: int = 192          # built-in VLM: the encoder's input resolution
+    image_grid: int = 3            # built-in VLM: image tokens per side (pooled feature map)
     device: str | None = None      # None: cuda when available, else cpu
+
+
+@dataclass
+class SelectorConfig:
+    name: str = "critic"           # critic | oracle | package.module:name (a plugin scorer)
+    rule: Rule = field(default_factory=lambda: Rule(kind="adaptive", threshold=0.7, min_accept=50, floor=0.4))
+
+
+@dataclass
+class LoopConfig:
+    max_iterations: int = 2
+    patience: int = 2              # stop when the val metric has not improved for this many iterations
+    metric: str = "CIDEr"          # unfiltered val metric watched by patience
+
+
+@dataclass
+class EvaluationConfig:
+    scorer: str = "auto"           # auto (pycocoevalcap when Java is there), coco, or python
 
 
 @dataclass
@@ -32,6 +54,17 @@ class Recipe:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     warmup: WarmupConfig = field(default_factory=WarmupConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    selector: SelectorConfig = field(default_factory=SelectorConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    def use_coco(self) -> bool | None:
+        choices = {"auto": None, "coco": True, "python": False}
+        if self.evaluation.scorer not in choices:
+            raise UserError(f"evaluation.scorer must be auto, coco or python, not '{self.evaluation.scorer}'")
+        return choices[self.evaluation.scorer]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

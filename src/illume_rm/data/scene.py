@@ -363,3 +363,25 @@ def check_rationale(scene: dict, text: str) -> Verdict:
     ok = checker.claims > 0 and not checker.problems
     problems = checker.problems or ([] if checker.claims else ["no claim made"])
     return Verdict(ok, checker.claims, problems, sorted(checker.mentioned))
+
+
+def tokens_of_interest(text: str) -> set[str]:
+    """The shapes-world words (colours, shapes, sizes) a text speaks of, normalised."""
+    out = set()
+    for w in re.findall(r"[a-z]+", text.lower()):
+        for table in (_COLOR_WORDS, _SHAPE_WORDS, _SIZE_WORDS):
+            if w in table:
+                out.add(table[w])
+    return out
+
+
+def is_grounded(meta: dict, question: str, rationale: str) -> bool:
+    """What the oracle and the grounded rate ask: every claim true of ``meta["scene"]``, and the
+    rationale speaks of what the question asks about (an object in ``meta["focus"]``, or, as in
+    "there is no red circle", a colour, shape or size the question names)."""
+    verdict = check_rationale(meta["scene"], rationale)
+    if not verdict.ok:
+        return False
+    if set(meta.get("focus", [])) & set(verdict.mentioned):
+        return True
+    return bool(tokens_of_interest(question) & tokens_of_interest(rationale))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -248,9 +249,13 @@ def generate(cfg: ShapesConfig, split: str, image_dir: Path | None) -> list[Exam
         image_id = f"{split}-{k:05d}"
         path = None
         if image_dir is not None:
-            path = image_dir / f"{image_id}.png"
+            # the file name carries a hash of what is drawn, so a cached image always matches its scene
+            digest = hashlib.sha1(json.dumps([scene, cfg.image_size], sort_keys=True).encode()).hexdigest()[:8]
+            path = image_dir / f"{image_id}-{digest}.png"
             if not path.exists():
-                draw_scene(scene, cfg.image_size).save(path)
+                tmp = path.with_name(f".{path.name}.tmp")
+                draw_scene(scene, cfg.image_size).save(tmp, format="PNG")
+                os.replace(tmp, path)
             path = str(path)
         cap = caption(scene)
         families = list(FAMILIES)

@@ -1,9 +1,13 @@
-"""LoRA adapters (PEFT) in the language model; the projection trains whole."""
+"""LoRA adapters (PEFT) in the language model; everything else frozen, but the
+built-in VLM's projection when asked (warm-up trains it, fine-tuning does not)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+
+from ..errors import UserError
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -16,26 +20,79 @@ class LoraConfig:
     train_projector: bool = True
 
 
-def add_lora(model: torch.nn.Module, cfg: LoraConfig) -> torch.nn.Module:
-    """Wrap ``model.language_model`` with LoRA; freeze everything else but the projector."""
-    from peft import LoraConfig as PeftLoraConfig, get_peft_model
+def _is_builtin(model: torch.nn.Module) -> bool:
+    return hasattr(model, "projector") and hasattr(model, "language_model")
 
+
+def _peft_config(cfg: LoraConfig, builtin: bool):
+    from peft import LoraConfig as PeftLoraConfig
+
+    return PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=LORA_TARGETS,
+                          task_type="CAUSAL_LM" if builtin else None)
+
+
+def add_lora(vlm, cfg: LoraConfig) -> torch.nn.Module:
+    """Wrap the language model with fresh LoRA adapters; returns the module to optimise."""
+    from peft import get_peft_model
+
+    model = vlm.trainable_model()
     model.requires_grad_(False)
-    peft_cfg = PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-                              target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
-    model.language_model = get_peft_model(model.language_model, peft_cfg)
-    if cfg.train_projector and hasattr(model, "projector"):
-        model.projector.requires_grad_(True)
-    return model
+    if _is_builtin(model):
+        model.language_model = get_peft_model(model.language_model, _peft_config(cfg, True))
+        if cfg.train_projector:
+            model.projector.requires_grad_(True)
+            model.image_positions.requires_grad_(True)
+        return model
+    vlm.model = get_peft_model(model, _peft_config(cfg, False))
+    return vlm.model
 
 
-def merge_lora(model: torch.nn.Module) -> torch.nn.Module:
+def _peft_part(vlm):
     from peft import PeftModel
 
-    if isinstance(model.language_model, PeftModel):
+    model = vlm.model
+    if isinstance(model, PeftModel):
+        return model
+    if _is_builtin(model) and isinstance(model.language_model, PeftModel):
+        return model.language_model
+    return None
+
+
+def save_adapter(vlm, path: str | Path) -> None:
+    part = _peft_part(vlm)
+    if part is None:
+        raise UserError("this model has no adapters to save")
+    part.save_pretrained(path)
+
+
+def load_adapter(vlm, path: str | Path) -> None:
+    """Put a saved adapter on the model (for sampling and evaluation; not trainable)."""
+    from peft import PeftModel
+
+    path = Path(path)
+    if not (path / "adapter_config.json").is_file():
+        raise UserError(f"adapter {path} does not exist (no adapter_config.json there)")
+    model = vlm.model
+    if _is_builtin(model):
+        model.language_model = PeftModel.from_pretrained(model.language_model, path)
+    else:
+        vlm.model = PeftModel.from_pretrained(model, path)
+    vlm.model.eval()
+
+
+def merge_lora(vlm) -> torch.nn.Module:
+    """Fold the adapters into the weights (a plain model again)."""
+    from peft import PeftModel
+
+    model = vlm.model
+    if isinstance(model, PeftModel):
+        vlm.model = model.merge_and_unload()
+    elif _is_builtin(model) and isinstance(model.language_model, PeftModel):
         model.language_model = model.language_model.merge_and_unload()
-    model.requires_grad_(True)
-    return model
+    vlm.model.requires_grad_(True)
+    if _is_builtin(vlm.model) and vlm.model.config.freeze_vision:
+        vlm.model.vision.requires_grad_(False)
+    return vlm.model
 
 
 def count_trainable(model: torch.nn.Module) -> int:

@@ -73,7 +73,7 @@ def train_warmup(vlm: VLM, train: Sequence[Example], cfg: WarmupConfig, seed: in
     rng = random.Random(seed)
     torch.manual_seed(seed)
     answers, captions = warmup_items(train)
-    model = add_lora(vlm.trainable_model(), cfg.lora)
+    model = add_lora(vlm, cfg.lora)
     log(f"warm-up: {count_trainable(model):,} trainable parameters, {cfg.steps} steps of {cfg.batch_size}")
     proj = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("projector")]
     rest = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("projector")]
@@ -98,7 +98,8 @@ def train_warmup(vlm: VLM, train: Sequence[Example], cfg: WarmupConfig, seed: in
         losses.append(loss.item())
         bar.set_postfix(loss=f"{sum(losses[-10:]) / len(losses[-10:]):.3f}")
     model.eval()
-    merge_lora(model)
+    merge_lora(vlm)
+    vlm.model.eval()
     return losses
 
 

@@ -18,11 +18,11 @@ from .builtin import BuiltinVLM
 __all__ = ["VLM", "Item", "BuiltinVLM", "load_vlm", "answer_prompt", "parse_answer"]
 
 
-def load_vlm(path: str | Path, device: str | None = None, image_size: int = 96) -> VLM:
+def load_vlm(path: str | Path, device: str | None = None, image_size: int = 192, image_grid: int = 3) -> VLM:
     if str(path) == "builtin":
         from .weights import build_builtin
 
-        return BuiltinVLM.load(build_builtin(image_size), device=device)
+        return BuiltinVLM.load(build_builtin(image_size, image_grid), device=device)
     path = Path(path)
     config = path / "config.json"
     if not config.is_file():

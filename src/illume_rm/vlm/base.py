@@ -33,10 +33,17 @@ class VLM(abc.ABC):
     def loss(self, items: Sequence[Item], weights: Sequence[float] | None = None) -> torch.Tensor:
         """Mean over examples (weighted) of the token-mean loss on the targets."""
 
-    @abc.abstractmethod
     def generate(self, items: Sequence[Item], max_new_tokens: int = 24, do_sample: bool = False,
                  temperature: float = 1.0, top_k: int = 0, num_return_sequences: int = 1) -> list[list[str]]:
         """For each (image, prompt) item, ``num_return_sequences`` continuations."""
+        out = self.generate_scored(items, max_new_tokens, do_sample, temperature, top_k, num_return_sequences)
+        return [[text for text, _ in row] for row in out]
+
+    @abc.abstractmethod
+    def generate_scored(self, items: Sequence[Item], max_new_tokens: int = 24, do_sample: bool = False,
+                        temperature: float = 1.0, top_k: int = 0,
+                        num_return_sequences: int = 1) -> list[list[tuple[str, float]]]:
+        """Like ``generate``, with each continuation's log-probability under the model."""
 
     @abc.abstractmethod
     def trainable_model(self) -> torch.nn.Module:
@@ -56,12 +63,32 @@ class VLM(abc.ABC):
         return out
 
 
-def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Token-mean cross-entropy of each row's labelled tokens (labels shifted inside)."""
-    logits = logits[:, :-1].float()
-    labels = labels[:, 1:]
-    tok = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="none"
-    ).view(labels.shape)
-    mask = (labels != -100).float()
-    return (tok * mask).sum(1) / mask.sum(1).clamp(min=1)
+def sequence_logprobs(tokens: torch.Tensor, logits: Sequence[torch.Tensor], eos_token_id: int) -> list[float]:
+    """Sum of log p(token) under the model's raw logits for each generated row, up to and
+    including the first EOS (what follows it is padding)."""
+    if not logits:
+        return [0.0] * tokens.shape[0]
+    steps = torch.stack(list(logits), dim=1).float()  # [rows, steps, vocab]
+    tokens = tokens[:, : steps.shape[1]]
+    lp = torch.log_softmax(steps, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    is_eos = (tokens == eos_token_id).int()
+    after_eos = (is_eos.cumsum(1) - is_eos) > 0
+    return lp.masked_fill(after_eos, 0.0).sum(1).tolist()
+
+
+def generation_kwargs(max_new_tokens: int, do_sample: bool, temperature: float, top_k: int,
+                      num_return_sequences: int, pad_token_id: int, eos_token_id: int | None) -> dict:
+    """Arguments for ``generate``: top-k sampling at a temperature, or greedy; raw logits kept for log-probs."""
+    kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, num_return_sequences=num_return_sequences,
+                  pad_token_id=pad_token_id, return_dict_in_generate=True, output_logits=True)
+    if eos_token_id is not None:
+        kwargs["eos_token_id"] = eos_token_id
+    if do_sample:
+        kwargs.update(temperature=temperature, top_k=top_k or None, top_p=None)
+    else:
+        kwargs.update(temperature=None, top_k=None, top_p=None)
+    return kwargs
+
+
+def group_rows(flat: list, n: int) -> list[list]:
+    return [flat[i * n:(i + 1) * n] for i in range(len(flat) // n)]

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..paths import cache_dir
-from .base import VLM, Item
+from .base import VLM, Item, generation_kwargs, group_rows, sequence_logprobs
 from .modeling import IllumeVLMForConditionalGeneration
 from .processor import IllumeVLMProcessor
 
@@ -31,6 +31,7 @@ class FeatureCache:
     def __init__(self, model: IllumeVLMForConditionalGeneration, processor: IllumeVLMProcessor):
         self.model, self.processor = model, processor
         self.memory: dict[str, torch.Tensor] = {}
+        self.loaded_folders: set[str] = set()
         w = model.vision._conv_head.weight.detach()
         fingerprint = f"{float(w.double().sum()):.6e}/{float(w.double().abs().sum()):.6e}/{processor.image_size}"
         self.tag = hashlib.sha1(fingerprint.encode()).hexdigest()[:10]
@@ -62,29 +63,33 @@ class FeatureCache:
         return torch.stack([self.memory[p] for p in paths]).to(self.model.device)
 
     def _load_disk(self, paths: list[str]) -> None:
-        by_folder: dict[str, list[str]] = {}
-        for p in paths:
-            by_folder.setdefault(os.path.dirname(p), []).append(p)
-        for folder, ps in by_folder.items():
+        """Read each folder's feature file once. Tensors are cloned: those from ``load_file``
+        share one buffer, and keeping any of them would keep the whole file alive."""
+        for folder in dict.fromkeys(os.path.dirname(p) for p in paths):
+            if folder in self.loaded_folders:
+                continue
+            self.loaded_folders.add(folder)
             f = self._file(folder)
-            if f.exists():
-                stored = load_file(str(f))
-                for p in ps:
-                    k = self._key(p)
-                    if k in stored:
-                        self.memory[p] = stored[k]
+            if not f.exists():
+                continue
+            stored = load_file(str(f))
+            files = (os.path.join(folder, e.name) for e in os.scandir(folder) if e.is_file())
+            wanted = {self._key(path): path for path in files}
+            for key, path in wanted.items():
+                if key in stored and path not in self.memory:
+                    self.memory[path] = stored[key].clone()
+            del stored
 
     def _save_disk(self, paths: list[str]) -> None:
         by_folder: dict[str, list[str]] = {}
         for p in paths:
             by_folder.setdefault(os.path.dirname(p), []).append(p)
-        for folder, ps in by_folder.items():
+        for folder in by_folder:
             f = self._file(folder)
             f.parent.mkdir(parents=True, exist_ok=True)
-            stored = load_file(str(f)) if f.exists() else {}
-            stored.update({self._key(p): self.memory[p].contiguous() for p in ps})
+            known = {self._key(p): t.contiguous() for p, t in self.memory.items() if os.path.dirname(p) == folder}
             tmp = f.with_suffix(f".{os.getpid()}.tmp")
-            save_file(stored, str(tmp))
+            save_file(known, str(tmp))
             os.replace(tmp, f)
 
 
@@ -109,10 +114,8 @@ class BuiltinVLM(VLM):
         return self.model
 
     def save(self, path) -> None:
-        model = self.model
-        if hasattr(model, "merge_and_unload"):
-            model = model.merge_and_unload()
-        model.save_pretrained(path)
+        """The whole model (merge adapters first with ``train.lora.merge_lora``)."""
+        self.model.save_pretrained(path)
         self.processor.save_pretrained(path)
 
     def _inputs(self, items: Sequence[Item], padding_side: str, with_targets: bool) -> dict:
@@ -136,20 +139,17 @@ class BuiltinVLM(VLM):
         return (per * w).sum() / w.sum()
 
     @torch.no_grad()
-    def generate(self, items: Sequence[Item], max_new_tokens: int = 24, do_sample: bool = False,
-                 temperature: float = 1.0, top_k: int = 0, num_return_sequences: int = 1) -> list[list[str]]:
+    def generate_scored(self, items: Sequence[Item], max_new_tokens: int = 24, do_sample: bool = False,
+                        temperature: float = 1.0, top_k: int = 0,
+                        num_return_sequences: int = 1) -> list[list[tuple[str, float]]]:
         was_training = self.model.training
         self.model.eval()
         batch = self._inputs(items, "left", with_targets=False)
-        kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, num_return_sequences=num_return_sequences,
-                      pad_token_id=self.processor.pad_token_id, eos_token_id=self.processor.eos_token_id)
-        if do_sample:
-            kwargs.update(temperature=temperature, top_k=top_k or None)
-        else:
-            kwargs.update(temperature=None, top_k=None, top_p=None)
+        kwargs = generation_kwargs(max_new_tokens, do_sample, temperature, top_k, num_return_sequences,
+                                   self.processor.pad_token_id, self.processor.eos_token_id)
         out = self.model.generate(**batch, **kwargs)
-        texts = self.processor.decode(out)
+        texts = self.processor.decode(out.sequences)
+        logprobs = sequence_logprobs(out.sequences, out.logits, self.processor.eos_token_id)
         if was_training:
             self.model.train()
-        n = num_return_sequences
-        return [texts[i * n:(i + 1) * n] for i in range(len(items))]
+        return group_rows(list(zip(texts, logprobs)), num_return_sequences)

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from ..errors import UserError
-from .base import VLM, Item
+from .base import VLM, Item, generation_kwargs, group_rows, sequence_logprobs
 from .builtin import default_device
 
 
@@ -45,8 +45,8 @@ class HFVLM(VLM):
         return self.model
 
     def save(self, path) -> None:
-        model = self.model.merge_and_unload() if hasattr(self.model, "merge_and_unload") else self.model
-        model.save_pretrained(path)
+        """The whole model (merge adapters first with ``train.lora.merge_lora``)."""
+        self.model.save_pretrained(path)
         self.processor.save_pretrained(path)
 
     def _encode(self, items: Sequence[Item], with_targets: bool, padding_side: str) -> dict:
@@ -94,15 +94,14 @@ class HFVLM(VLM):
         return (per * w).sum() / w.sum()
 
     @torch.no_grad()
-    def generate(self, items: Sequence[Item], max_new_tokens: int = 24, do_sample: bool = False,
-                 temperature: float = 1.0, top_k: int = 0, num_return_sequences: int = 1) -> list[list[str]]:
+    def generate_scored(self, items: Sequence[Item], max_new_tokens: int = 24, do_sample: bool = False,
+                        temperature: float = 1.0, top_k: int = 0,
+                        num_return_sequences: int = 1) -> list[list[tuple[str, float]]]:
         batch = self._encode(items, False, "left")
-        kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, num_return_sequences=num_return_sequences,
-                      pad_token_id=self.tokenizer.pad_token_id)
-        if do_sample:
-            kwargs.update(temperature=temperature, top_k=top_k or None)
+        kwargs = generation_kwargs(max_new_tokens, do_sample, temperature, top_k, num_return_sequences,
+                                   self.tokenizer.pad_token_id, self.tokenizer.eos_token_id)
         out = self.model.generate(**batch, **kwargs)
-        new = out[:, batch["input_ids"].shape[1]:]
+        new = out.sequences[:, batch["input_ids"].shape[1]:]
         texts = [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
-        n = num_return_sequences
-        return [texts[i * n:(i + 1) * n] for i in range(len(items))]
+        logprobs = sequence_logprobs(new, out.logits, self.tokenizer.eos_token_id)
+        return group_rows(list(zip(texts, logprobs)), num_return_sequences)

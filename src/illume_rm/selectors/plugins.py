@@ -1,0 +1,50 @@
+"""User scorers: ``package.module:name`` or an entry point in the group ``illume_rm.scorers``."""
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+
+from ..errors import UserError
+
+GROUP = "illume_rm.scorers"
+
+
+class _FunctionScorer:
+    def __init__(self, fn, name: str):
+        self.fn, self.name = fn, name
+
+    def score(self, examples, candidates):
+        return self.fn(examples, candidates)
+
+
+def _wrap(obj, label: str):
+    if isinstance(obj, type):
+        obj = obj()
+    if hasattr(obj, "score") and callable(obj.score):
+        if not getattr(obj, "name", None):
+            try:
+                obj.name = label
+            except AttributeError:
+                pass
+        return obj
+    if callable(obj):
+        return _FunctionScorer(obj, label)
+    raise UserError(f"scorer {label} is neither a function nor an object with score(examples, candidates)")
+
+
+def load_plugin(spec: str):
+    label = f"plugin:{spec}"
+    eps = {ep.name: ep for ep in entry_points(group=GROUP)}
+    if spec in eps:
+        return _wrap(eps[spec].load(), label)
+    if ":" not in spec:
+        known = ", ".join(["critic", "oracle", *sorted(eps)])
+        raise UserError(f"unknown scorer '{spec}' (known: {known}; or package.module:name)")
+    module, _, attr = spec.partition(":")
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        raise UserError(f"scorer {spec}: cannot import {module}: {exc}") from None
+    if not hasattr(mod, attr):
+        raise UserError(f"scorer {spec}: {module} has no '{attr}'")
+    return _wrap(getattr(mod, attr), label)

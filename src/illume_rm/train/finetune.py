@@ -1,0 +1,104 @@
+"""Adapter fine-tuning (ILLUME's step 3), and the two baselines it is compared against.
+
+- ``illume``: LoRA on the accepted rationales (target ``{answer}, seeing that
+  {rationale}``), mixed with answer-only examples (``answer_ratio`` of them per
+  rationale example, 10 as in ILLUME); the explanation loss is weighted by
+  ``explanation_weight`` so it is not drowned.
+- ``gt-sft``: the same, on the ground-truth explanations of ``gt_fraction`` of
+  the training examples (the baseline ILLUME is measured against).
+- ``answer-only``: the same number of steps on answer-only examples (a control
+  that tells gains from mere extra training).
+
+A loop of twenty lines rather than the Trainer: examples carry per-item
+weights and cached image features, and the loop stays readable in one sitting.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import UserError
+from ..records import Candidate, Example
+from ..vlm.base import VLM, Item, answer_prompt
+from .lora import LoraConfig, add_lora, count_trainable
+
+MODES = ("illume", "gt-sft", "answer-only")
+
+
+@dataclass
+class FinetuneConfig:
+    mode: str = "illume"
+    steps: int = 40
+    batch_size: int = 16
+    lr: float = 5e-4
+    answer_ratio: float = 10.0        # answer-only examples per rationale example
+    explanation_weight: float = 3.0   # loss weight of a rationale example against an answer-only one
+    gt_fraction: float = 0.1          # gt-sft: share of training examples whose references are used
+    lora: LoraConfig = field(default_factory=lambda: LoraConfig(train_projector=False))
+
+
+def rationale_target(answer: str, rationale: str) -> str:
+    return f" {answer}, seeing that {rationale}"
+
+
+def rationale_items(examples: dict[str, Example], accepted: Sequence[Candidate]) -> list[Item]:
+    items = []
+    for c in accepted:
+        ex = examples.get(c.example_id)
+        if ex is None:
+            raise UserError(f"accepted candidate {c.id} refers to unknown example {c.example_id}")
+        items.append((ex.image, answer_prompt(ex), rationale_target(ex.answer, c.rationale)))
+    return items
+
+
+def gt_items(train: Sequence[Example], fraction: float, seed: int) -> list[Item]:
+    rng = random.Random(seed)
+    with_refs = [ex for ex in train if ex.explanations]
+    chosen = rng.sample(with_refs, round(len(with_refs) * fraction))
+    return [(ex.image, answer_prompt(ex), rationale_target(ex.answer, rng.choice(ex.explanations))) for ex in chosen]
+
+
+def finetune(vlm: VLM, train: Sequence[Example], accepted: Sequence[Candidate], cfg: FinetuneConfig, seed: int = 0,
+             log: Callable[[str], None] = print) -> list[float]:
+    """Adds LoRA to ``vlm`` and trains it in place; returns the loss curve."""
+    if cfg.mode not in MODES:
+        raise UserError(f"unknown fine-tuning mode '{cfg.mode}' (choose {', '.join(MODES)})")
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    answers = [(ex.image, answer_prompt(ex), " " + ex.answer) for ex in train]
+    if cfg.mode == "illume":
+        explained = rationale_items({ex.id: ex for ex in train}, accepted)
+    elif cfg.mode == "gt-sft":
+        explained = gt_items(train, cfg.gt_fraction, seed)
+    else:
+        explained = []
+    model = add_lora(vlm, cfg.lora)
+    log(f"fine-tuning ({cfg.mode}): {len(explained)} explained examples, {len(answers)} answer-only, "
+        f"{count_trainable(model):,} trainable parameters, {cfg.steps} steps of {cfg.batch_size}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    p_explained = 1.0 / (1.0 + cfg.answer_ratio) if explained else 0.0
+    losses: list[float] = []
+    model.train()
+    bar = tqdm(range(cfg.steps), desc=f"fine-tuning ({cfg.mode})")
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * min(1.0, (step + 1) / 5)
+        n_exp = sum(rng.random() < p_explained for _ in range(cfg.batch_size))
+        if explained and step == 0:
+            n_exp = max(n_exp, 1)
+        batch = rng.choices(explained, k=n_exp) + rng.sample(answers, cfg.batch_size - n_exp)
+        weights = [cfg.explanation_weight] * n_exp + [1.0] * (cfg.batch_size - n_exp)
+        loss = vlm.loss(batch, weights)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{sum(losses[-10:]) / len(losses[-10:]):.3f}")
+    model.eval()
+    return losses

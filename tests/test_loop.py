@@ -1,0 +1,109 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from illume_rm.cli import cli
+from illume_rm.records import Candidate, Judgement, read_jsonl
+
+RECIPE = """
+name: tiny-loop
+seed: 0
+data:
+  name: shapes
+  shapes: {{train: 12, val: 4, test: 2, image_size: 64}}
+model: {{base: "{base}", image_size: 64}}
+warmup: {{steps: 2, batch_size: 4}}
+sampling: {{samples_per_temperature: 2, max_new_tokens: 8, batch_size: 4, train_examples: 8, eval_examples: 6}}
+selector:
+  name: critic
+  rule: {{kind: adaptive, threshold: 0.7, min_accept: 3, floor: 0.0}}
+finetune: {{steps: 2, batch_size: 4}}
+loop: {{max_iterations: 2, patience: 5}}
+evaluation: {{scorer: python}}
+"""
+
+
+@pytest.fixture()
+def recipe(tmp_path, tiny_vlm_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(RECIPE.format(base=tiny_vlm_path))
+    return path
+
+
+def counts(run: Path) -> dict:
+    out = {}
+    for d in sorted(run.glob("iter-*")):
+        for name in ("candidates.jsonl", "judgements.jsonl", "train.jsonl", "val_candidates.jsonl"):
+            cls = Judgement if name.startswith("judgements") else Candidate
+            recs = read_jsonl(d / name, cls)
+            ids = [getattr(r, "id", None) or r.candidate_id for r in recs]
+            assert len(ids) == len(set(ids)), f"duplicate ids in {d / name}"
+            out[f"{d.name}/{name}"] = len(recs)
+    return out
+
+
+def test_iterate_writes_the_run_folder_and_report(recipe, tmp_path):
+    run = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["iterate", str(recipe), "--run", str(run)])
+    assert r.exit_code == 0, r.output
+    for name in ("recipe.yaml", "report.md", "curves.png", "loop.json", "base/metrics.json"):
+        assert (run / name).exists(), name
+    for i in (0, 1):
+        d = run / f"iter-{i:03d}"
+        assert (d / "adapter" / "adapter_config.json").exists()
+        m = json.loads((d / "metrics.json").read_text())
+        assert {"answer_accuracy", "unfiltered", "filtered", "grounded_rate"} <= set(m)
+    # accepted rationales accumulate
+    first = read_jsonl(run / "iter-000" / "train.jsonl", Candidate)
+    second = read_jsonl(run / "iter-001" / "train.jsonl", Candidate)
+    assert first and [c.id for c in second[: len(first)]] == [c.id for c in first]
+    report = (run / "report.md").read_text()
+    assert "| iter-001 |" in report and "## Selection" in report
+    assert "reached 2 iteration(s)" in json.loads((run / "loop.json").read_text())["stopped"]
+    # a rerun redoes nothing and changes nothing
+    before = counts(run)
+    mtime = (run / "iter-001" / "metrics.json").stat().st_mtime_ns
+    assert CliRunner().invoke(cli, ["iterate", str(recipe), "--run", str(run)]).exit_code == 0
+    assert counts(run) == before and (run / "iter-001" / "metrics.json").stat().st_mtime_ns == mtime
+
+
+def test_killed_in_the_middle_of_a_stage_then_resumed(recipe, tmp_path):
+    reference = tmp_path / "reference"
+    assert CliRunner().invoke(cli, ["iterate", str(recipe), "--run", str(reference)]).exit_code == 0
+    run = tmp_path / "killed"
+    exe = Path(sys.executable).parent / "illume-rm"
+    proc = subprocess.Popen([str(exe), "iterate", str(recipe), "--run", str(run)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    deadline = time.time() + 300
+    # kill as soon as the first stage of iteration 0 is written: the next stage is then under way
+    while not (run / "iter-000" / "candidates.jsonl").exists():
+        assert proc.poll() is None and time.time() < deadline, "iterate ended before it could be killed"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run / "loop.json").exists()
+    r = CliRunner().invoke(cli, ["iterate", str(recipe), "--run", str(run)])
+    assert r.exit_code == 0, r.output
+    assert counts(run) == counts(reference)
+    assert not list(run.rglob("*.tmp*")) or all(p.name.startswith(".") for p in run.rglob("*.tmp*"))
+
+
+def test_bad_inputs_exit_2(recipe, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(recipe.read_text() + "\nloop_extra: 1\n")
+    r = CliRunner().invoke(cli, ["iterate", str(bad), "--run", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "unknown key 'loop_extra'" in r.output
+    r = CliRunner().invoke(cli, ["evaluate", str(recipe), "--checkpoint", str(tmp_path / "gone")])
+    assert r.exit_code == 2 and "gone does not exist" in r.output
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    r = CliRunner().invoke(cli, ["select", str(empty), str(recipe), "--out", str(tmp_path / "j.jsonl")])
+    assert r.exit_code == 2 and "holds no candidates" in r.output
+    assert not (tmp_path / "j.jsonl").exists()
