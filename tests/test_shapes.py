@@ -28,6 +28,12 @@ def test_every_reference_is_true_of_its_scene_and_all_families_appear():
             assert verdict.ok, (ex.question, ref, verdict.problems)
 
 
+def test_captions_are_true_and_parse_as_claims():
+    for ex in generate(ShapesConfig(train=100), "train", None)[::3]:
+        verdict = check_rationale(ex.meta["scene"], ex.meta["caption"])
+        assert verdict.ok and verdict.claims == len(ex.meta["scene"]["objects"]) + 2, ex.meta["caption"]
+
+
 def test_false_claims_are_caught():
     scene = {"grid": 3, "objects": [
         {"shape": "square", "color": "green", "size": "large", "row": 1, "col": 2},
@@ -41,6 +47,7 @@ def test_false_claims_are_caught():
     assert not check_rationale(scene, "there is a blue triangle").ok  # object absent
     assert not check_rationale(scene, "it has a long neck").ok  # unparsed is not acceptable
     assert not check_rationale(scene, "").ok  # no claim
+    assert not check_rationale(scene, "three objects: a red circle, a green square and a blue circle").ok
 
 
 def test_images_are_drawn_at_the_configured_size(shapes_small):

@@ -297,6 +297,84 @@ def iterate(recipe, run_dir, data_path, images, overrides):
     click.echo(f"report: {folder / 'report.md'}  plot: {folder / 'curves.png'}")
 
 
+@cli.command("train-reward")
+@click.argument("recipe", required=False)
+@click.option("--candidates", "cands_path", required=True, help="candidates.jsonl the judgements are about.")
+@click.option("--judgements", "judg_path", required=True, help="judgements.jsonl (people, critic or oracle).")
+@click.option("--kind", type=click.Choice(["cross-encoder", "image-aware"]), default=None,
+              help="Default: the recipe's selector.reward.kind (cross-encoder).")
+@click.option("--limit", type=int, default=None,
+              help="Train on this many judgements (a random sample); the rest are scored as unseen candidates.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Reward-model folder to write.")
+@recipe_options
+def train_reward_cmd(recipe, cands_path, judg_path, kind, limit, out, data_path, images, overrides):
+    """Train a rationale reward model on judgements; prints held-out agreement and the threshold."""
+    import random
+
+    from .records import Judgement, read_jsonl
+    from .reward.model import labelled_rows, train_reward
+
+    extra = [f"selector.reward.kind={kind}"] if kind else []
+    r = _recipe(recipe, [*overrides, *extra], data_path, images)
+    judgements = read_jsonl(judg_path, Judgement)
+    if not judgements:
+        raise UserError(f"{judg_path} holds no judgements")
+    rest = []
+    if limit is not None and limit < len(judgements):
+        picked = set(random.Random(r.seed).sample(range(len(judgements)), limit))
+        rest = [j for k, j in enumerate(judgements) if k not in picked]
+        judgements = [j for k, j in enumerate(judgements) if k in picked]
+    examples, cands = _examples_by_id(r), _read_candidates(cands_path)
+    rows = labelled_rows(examples, cands, judgements)
+    vlm = None
+    if r.selector.reward.kind == "image-aware":  # only its frozen vision encoder is used
+        from .vlm import load_vlm
+
+        vlm = load_vlm(r.model.base, device=r.model.device, image_size=r.model.image_size,
+                       image_grid=r.model.image_grid)
+    report = train_reward(rows, r.selector.reward, out, vlm=vlm)
+    held = report.get("heldout")
+    if held:
+        click.echo(f"\nheld-out agreement ({held['n']} judgements, {held['positives']} accepted), "
+                   f"threshold {report['threshold']:.3f} (target precision {r.selector.reward.target_precision}):")
+        click.echo("| accuracy | ROC-AUC | F1 | Cohen's kappa | precision | recall |\n|---|---|---|---|---|---|")
+        click.echo(f"| {held['accuracy']:.3f} | {held['roc_auc']:.3f} | {held['f1']:.3f} | {held['kappa']:.3f} | "
+                   f"{held['precision']:.3f} | {held['recall']:.3f} |")
+    if rest:  # the judgements left out by --limit: candidates the model never saw
+        from .records import write_json
+        from .reward.metrics import agreement
+        from .reward.model import load_reward
+
+        rest_rows = labelled_rows(examples, cands, rest)
+        scorer = load_reward(out, vlm=vlm)
+        probs = scorer.score(examples, [c for _, c, _ in rest_rows])
+        report["rest"] = agreement([y for _, _, y in rest_rows], probs, scorer.threshold)
+        report["rest_at_0.5"] = agreement([y for _, _, y in rest_rows], probs, 0.5)
+        write_json(Path(out) / "reward.json", report)
+        m = report["rest"]
+        click.echo(f"\nthe {m['n']} judgements left out by --limit ({m['positives']} accepted):")
+        click.echo("| accuracy | ROC-AUC | F1 | Cohen's kappa | precision | recall |\n|---|---|---|---|---|---|")
+        click.echo(f"| {m['accuracy']:.3f} | {m['roc_auc']:.3f} | {m['f1']:.3f} | {m['kappa']:.3f} | "
+                   f"{m['precision']:.3f} | {m['recall']:.3f} |")
+    click.echo(f"reward model saved to {out} (use it with --set selector.name=reward:{out})")
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder for compare.md and compare.png (default: print only).")
+def compare(runs, out):
+    """Runs side by side: final val metrics, human judgements spent, reward-model agreement; a plot."""
+    from .evaluate.report import compare_runs
+
+    for r in runs:
+        if not Path(r).is_dir():
+            raise UserError(f"run folder {r} does not exist")
+    click.echo(compare_runs([Path(r) for r in runs], Path(out) if out else None))
+    if out:
+        click.echo(f"wrote {Path(out) / 'compare.md'} and {Path(out) / 'compare.png'}")
+
+
 main = cli
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,6 +15,7 @@ import yaml
 
 from .data import DataConfig
 from .errors import UserError
+from .reward.model import RewardConfig
 from .sampling import SamplingConfig
 from .selectors import Rule
 from .train.finetune import FinetuneConfig
@@ -31,8 +32,14 @@ class ModelConfig:
 
 @dataclass
 class SelectorConfig:
-    name: str = "critic"           # critic | oracle | package.module:name (a plugin scorer)
+    name: str = "critic"           # critic | oracle | reward | reward:PATH | package.module:name (a plugin)
     rule: Rule = field(default_factory=lambda: Rule(kind="adaptive", threshold=0.7, min_accept=50, floor=0.4))
+    # name "reward": the human budget. `seed_judgements` candidates of iteration 0 (stratified by
+    # question family and temperature) are judged by `seed_selector` (the people, or a simulated
+    # person), a reward model is trained on them, and it judges everything else.
+    seed_selector: str = "oracle"
+    seed_judgements: int = 100
+    reward: RewardConfig = field(default_factory=RewardConfig)
 
 
 @dataclass

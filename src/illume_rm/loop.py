@@ -45,6 +45,24 @@ def selector_kind(label: str) -> str:
     return label.split(":")[0]
 
 
+def stratified(cands: list[Candidate], by_id: dict, n: int, seed: int) -> list[Candidate]:
+    """n candidates spread evenly over (question family, temperature) strata."""
+    import random
+
+    rng = random.Random(seed)
+    strata: dict[tuple, list[Candidate]] = {}
+    for c in cands:
+        strata.setdefault((by_id[c.example_id].meta.get("family", ""), c.temperature), []).append(c)
+    for group in strata.values():
+        rng.shuffle(group)
+    picked: list[Candidate] = []
+    while len(picked) < min(n, len(cands)):
+        for group in strata.values():
+            if group and len(picked) < n:
+                picked.append(group.pop())
+    return picked
+
+
 class Run:
     def __init__(self, recipe: Recipe, folder: str | Path, warm_checkpoint: Path, log: Log = print):
         self.recipe, self.dir, self.warm, self.log = recipe, Path(folder), Path(warm_checkpoint), log
@@ -113,14 +131,17 @@ class Run:
             if not (d / "candidates.jsonl").exists():
                 vlm = self.model(self.adapter(i - 1))
                 train = pick_examples(self.examples("train"), r.sampling.train_examples, r.seed + i)
-                cands = sample_candidates(vlm, train, r.sampling, iteration=i, model_name=f"iter-{i - 1:03d}",
+                cands = sample_candidates(vlm, train, r.sampling, iteration=i,
+                                          model_name=f"iter-{i - 1:03d}" if i else "warm-up",
                                           seed=r.seed + i)
                 write_jsonl(d / "candidates.jsonl", cands)
             cands = read_jsonl(d / "candidates.jsonl", Candidate)
             if not (d / "judgements.jsonl").exists():
-                selector = Selector(make_scorer(r.selector.name), r.selector.rule)
                 by_id = {ex.id: ex for ex in self.examples("train")}
-                judgements = selector.select(by_id, cands)
+                if r.selector.name == "reward":
+                    judgements = self._reward_judgements(i, by_id, cands)
+                else:
+                    judgements = Selector(make_scorer(r.selector.name), r.selector.rule).select(by_id, cands)
                 write_jsonl(d / "judgements.jsonl", judgements)
             if not (d / "selection.json").exists():
                 self._accumulate(i, cands)
@@ -133,6 +154,37 @@ class Run:
         if not (adapter / "adapter_config.json").exists():
             self._finetune(i, adapter)
         return self.evaluate_stage(d, adapter, f"iter-{i:03d}", i), None
+
+    def _reward_judgements(self, i: int, by_id: dict, cands: list[Candidate]) -> list[Judgement]:
+        """Seed judgements by the seed selector (iteration 0 only; they are the human cost), a reward
+        model trained on them, and its verdicts on everything else."""
+        from .reward.model import labelled_rows, load_reward, train_reward
+        from .selectors import Rule
+
+        r = self.recipe
+        reward_dir = self.dir / "reward-model"
+        seed_path = self.iter_dir(0) / "seed_judgements.jsonl"
+        seeds: list[Judgement] = []
+        if i == 0:
+            if not seed_path.exists():
+                picked = stratified(cands, by_id, r.selector.seed_judgements, r.seed)
+                seeder = Selector(make_scorer(r.selector.seed_selector), Rule("threshold", threshold=0.5))
+                write_jsonl(seed_path, seeder.select(by_id, picked))
+            seeds = read_jsonl(seed_path, Judgement)
+            if not (reward_dir / "reward.json").exists():
+                rows = labelled_rows(by_id, cands, seeds)
+                tmp = self.dir / f".reward-model.tmp-{os.getpid()}"
+                shutil.rmtree(tmp, ignore_errors=True)
+                vlm = self.model(None) if r.selector.reward.kind == "image-aware" else None
+                report = train_reward(rows, r.selector.reward, tmp, vlm=vlm, log=self.log)
+                os.replace(tmp, reward_dir)
+                held = report.get("heldout", {})
+                self.log(f"reward model: held-out accuracy {held.get('accuracy', float('nan')):.3f}, "
+                         f"ROC-AUC {held.get('roc_auc', float('nan')):.3f}, threshold {report['threshold']:.3f}")
+        scorer = load_reward(reward_dir, vlm=self.model(None) if r.selector.reward.kind == "image-aware" else None)
+        seeded = {j.candidate_id for j in seeds}
+        rest = [c for c in cands if c.id not in seeded]
+        return seeds + Selector(scorer, Rule("threshold", threshold=scorer.threshold)).select(by_id, rest)
 
     def _accumulate(self, i: int, cands: list[Candidate]) -> None:
         d = self.iter_dir(i)

@@ -11,3 +11,8 @@ def broken(examples, candidates):
 
 def short(examples, candidates):
     return [1.0]
+
+
+def alternate(examples, candidates):
+    """Accepts every other candidate: a stand-in person with both verdicts, for tests."""
+    return [float(i % 2 == 0) for i in range(len(candidates))]

@@ -297,6 +297,13 @@ class _Checker:
             else:
                 self.enumeration(items, exhaustive=False)
             return
+        m = re.match(r"^(\w+) (?:objects?|shapes?|things?):\s*(.+)$", text)  # the captions' form
+        if m and (m.group(1) in NUMBERS or m.group(1).isdigit()):
+            n = NUMBERS.index(m.group(1)) if m.group(1) in NUMBERS else int(m.group(1))
+            self.claim(len(self.scene["objects"]) == n, f"the scene has {len(self.scene['objects'])} objects, not {n}")
+            items = [i for i in re.split(r"\s*(?:,|\band\b)\s*", m.group(2)) if i]
+            self.enumeration(items, exhaustive=True)
+            return
         m = re.match(r"^(?:the (?:only )?(?:objects|shapes|things) (?:are|in the (?:image|picture|scene) are)"
                      r"|the (?:image|picture|scene) (?:shows|contains|has) only"
                      r"|(?:it|the image|the picture|the scene) only (?:shows|contains|has))\s+(.*)$", text)

@@ -73,3 +73,79 @@ def write_report(run_dir: Path, history: Sequence[tuple[str, dict]], reason: str
     atomic_write_text(run_dir / "report.md", text)
     plot_curves(run_dir / "curves.png", history)
     return text
+
+
+def run_summary(run_dir: Path) -> dict:
+    """What `compare` shows of one run folder."""
+    if not (run_dir / "base" / "metrics.json").exists():
+        from ..errors import UserError
+
+        raise UserError(f"{run_dir} is not a run folder (no base/metrics.json; run `illume-rm iterate` first)")
+    history = [("base", json.loads((run_dir / "base" / "metrics.json").read_text()))]
+    human = machine = 0
+    for d in sorted(run_dir.glob("iter-*")):
+        if (d / "metrics.json").exists():
+            history.append((d.name, json.loads((d / "metrics.json").read_text())))
+        sel = d / "selection.json"
+        if sel.exists():
+            for kind, n in json.loads(sel.read_text()).get("judgements_by_kind", {}).items():
+                if kind == "reward":
+                    machine += n
+                else:
+                    human += n
+    reward = None
+    if (run_dir / "reward-model" / "reward.json").exists():
+        reward = json.loads((run_dir / "reward-model" / "reward.json").read_text()).get("heldout")
+    return {"name": run_dir.name, "history": history, "human_judgements": human, "reward_judgements": machine,
+            "reward_heldout": reward}
+
+
+def compare_runs(run_dirs: Sequence[Path], out: Path | None = None) -> str:
+    """A table of the runs' final val metrics, the human judgements each spent, and the reward model's
+    agreement with its held-out judgements; and a plot of the metrics per iteration."""
+    runs = [run_summary(Path(d)) for d in run_dirs]
+    head = ["run", "iterations", "answer acc", "ROUGE-L", "CIDEr", "grounded", "human judgements",
+            "reward judgements", "reward acc / AUC (held-out)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in runs:
+        label, m = r["history"][-1]
+        u = m["unfiltered"]
+        rh = r["reward_heldout"]
+        cells = [r["name"], str(len(r["history"]) - 1), f"{100 * m['answer_accuracy']:.1f}",
+                 f"{u.get('ROUGE-L', float('nan')):.1f}", f"{u.get('CIDEr', float('nan')):.1f}",
+                 f"{100 * m['grounded_rate']:.1f}" if "grounded_rate" in m else "–",
+                 str(r["human_judgements"]), str(r["reward_judgements"]),
+                 f"{rh['accuracy']:.3f} / {rh['roc_auc']:.3f}" if rh else "–"]
+        lines.append("| " + " | ".join(cells) + " |")
+    table = "\n".join(lines)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "compare.md", "# Comparison\n\n" + table + "\n\n![curves](compare.png)\n")
+        _plot_compare(out / "compare.png", runs)
+    return table
+
+
+def _plot_compare(path: Path, runs: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [("CIDEr", lambda m: m["unfiltered"].get("CIDEr", float("nan"))),
+            ("ROUGE-L", lambda m: m["unfiltered"].get("ROUGE-L", float("nan"))),
+            ("grounded rate (%)", lambda m: 100 * m.get("grounded_rate", float("nan"))),
+            ("answer accuracy (%)", lambda m: 100 * m.get("answer_accuracy", float("nan")))]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2))
+    for ax, (name, get) in zip(axes, keys):
+        for r in runs:
+            ys = [get(m) for _, m in r["history"]]
+            ax.plot(range(len(ys)), ys, marker="o", label=f"{r['name']} ({r['human_judgements']} human)")
+        ax.set_title(name)
+        ax.set_xlabel("iteration (0 = warm-up)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)

@@ -32,7 +32,7 @@ def evaluate_candidates(examples: Sequence[Example], candidates: Sequence[Candid
         warnings.simplefilter("always")
         unfiltered = nlg_scores(hyps, refs, use_coco)
         filtered = nlg_scores({k: v for k, v in hyps.items() if k in correct}, refs, use_coco) if correct else {}
-    notes = sorted({str(w.message) for w in caught})
+    notes = sorted({str(w.message) for w in caught if issubclass(w.category, UserWarning)})
     metrics = {
         "n": len(cands),
         "answer_accuracy": acc.get("all", 0.0),

@@ -9,11 +9,16 @@ __all__ = ["Rule", "Scorer", "Selector", "RougeCritic", "SceneOracle", "make_sco
 
 
 def make_scorer(name: str) -> Scorer:
-    """'critic', 'oracle', or 'package.module:name' (a scorer object, class or factory)."""
+    """'critic', 'oracle', 'reward:PATH' (a trained reward model), or 'package.module:name'
+    (a scorer object, class or function; or an entry point of the group illume_rm.scorers)."""
     if name == "critic":
         return RougeCritic()
     if name == "oracle":
         return SceneOracle()
+    if name.startswith("reward:"):
+        from ..reward.model import load_reward
+
+        return load_reward(name.split(":", 1)[1])
     from .plugins import load_plugin
 
     return load_plugin(name)

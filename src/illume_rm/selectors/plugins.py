@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from importlib.metadata import entry_points
 
 from ..errors import UserError
@@ -41,6 +43,8 @@ def load_plugin(spec: str):
         known = ", ".join(["critic", "oracle", *sorted(eps)])
         raise UserError(f"unknown scorer '{spec}' (known: {known}; or package.module:name)")
     module, _, attr = spec.partition(":")
+    if os.getcwd() not in sys.path:  # a console script does not see the current folder; a user's module is there
+        sys.path.append(os.getcwd())
     try:
         mod = importlib.import_module(module)
     except ImportError as exc:

@@ -45,13 +45,17 @@ class VLM(abc.ABC):
                         num_return_sequences: int = 1) -> list[list[tuple[str, float]]]:
         """Like ``generate``, with each continuation's log-probability under the model."""
 
-    @abc.abstractmethod
+    model: torch.nn.Module
+    processor: object
+
     def trainable_model(self) -> torch.nn.Module:
         """The module PEFT wraps and optimisers see."""
+        return self.model
 
-    @abc.abstractmethod
     def save(self, path) -> None:
-        ...
+        """The whole model and its processor (merge adapters first with ``train.lora.merge_lora``)."""
+        self.model.save_pretrained(path)
+        self.processor.save_pretrained(path)
 
     def answer(self, examples: Sequence[Example], batch_size: int = 32, template: str = ANSWER_TEMPLATE) -> list[str]:
         """Greedy short answers."""
@@ -92,3 +96,11 @@ def generation_kwargs(max_new_tokens: int, do_sample: bool, temperature: float, 
 
 def group_rows(flat: list, n: int) -> list[list]:
     return [flat[i * n:(i + 1) * n] for i in range(len(flat) // n)]
+
+
+def weighted_mean(per_example: torch.Tensor, weights: Sequence[float] | None) -> torch.Tensor:
+    """The batch loss: per-example losses averaged, weighted when weights are given."""
+    if weights is None:
+        return per_example.mean()
+    w = torch.tensor(list(weights), dtype=per_example.dtype, device=per_example.device)
+    return (per_example * w).sum() / w.sum()

