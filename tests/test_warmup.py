@@ -21,3 +21,18 @@ def test_warmup_trains_saves_and_is_cached(tiny_vlm_path, tmp_path):
     from illume_rm.vlm import load_vlm
 
     assert load_vlm(tmp_path / "copy").answer.__call__
+
+
+def test_warmup_on_text_only_data(tiny_vlm_path, tmp_path):
+    """Text-only data (as VQA-X without images): no image features, no captions, answer-only."""
+    from illume_rm.records import Example, write_jsonl
+
+    for split in ("train", "val"):
+        write_jsonl(tmp_path / f"{split}.jsonl", [
+            Example(id=f"{split}{i}", question=f"Is {i} even?", answers=["yes" if i % 2 == 0 else "no"],
+                    explanations=[f"{i} is {'even' if i % 2 == 0 else 'odd'}"]) for i in range(8)])
+    r = CliRunner().invoke(cli, ["warmup", "--set", f"model.base={tiny_vlm_path}", "--set", "data.name=jsonl",
+                                 "--data-path", str(tmp_path / "{split}.jsonl"),
+                                 "--set", "warmup.steps=2", "--set", "warmup.batch_size=4"])
+    assert r.exit_code == 0, r.output
+    assert "after" in r.output

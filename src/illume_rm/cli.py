@@ -103,7 +103,9 @@ def warmup_checkpoint(recipe, log=click.echo) -> Path:
     train, val = load_examples(recipe.data, "train"), load_examples(recipe.data, "val")
     vlm = load_vlm(recipe.model.base, device=recipe.model.device, image_size=recipe.model.image_size,
                    image_grid=recipe.model.image_grid)
-    vlm.features.get([e.image for e in train + val if e.image], progress=True)
+    images = [e.image for e in train + val if e.image]
+    if images and hasattr(vlm, "features"):  # computed once, before training (text-only data has none)
+        vlm.features.get(images, progress=True)
     run_warmup(vlm, train, val, recipe.warmup, out, seed=recipe.seed, log=log)
     return out
 
