@@ -113,6 +113,7 @@ selector:
   name: reward
   seed_selector: "length_scorer:alternate"
   seed_judgements: 10
+  refresh: 4
   reward: {{epochs: 1, batch_size: 8, heldout_fraction: 0.2}}
 finetune: {{steps: 2, batch_size: 4}}
 loop: {{max_iterations: 2, patience: 5}}
@@ -129,14 +130,37 @@ def test_reward_loop_spends_only_the_seed_judgements(tmp_path, tiny_vlm_path):
     first = json.loads((run / "iter-000" / "selection.json").read_text())
     assert first["judgements_by_kind"]["plugin"] == 10  # the human budget, spent once
     assert first["judgements_by_kind"]["reward"] == first["sampled"] - 10
-    if (run / "iter-001" / "selection.json").exists():
+    if (run / "iter-001" / "selection.json").exists():  # active learning: 4 more where the model is least sure
         second = json.loads((run / "iter-001" / "selection.json").read_text())
-        assert set(second["judgements_by_kind"]) == {"reward"}
+        assert second["judgements_by_kind"]["plugin"] == 4
+        assert second["judgements_by_kind"]["reward"] == second["sampled"] - 4
+        assert (run / "reward-model-001" / "reward.json").exists()
     assert (run / "reward-model" / "reward.json").exists()
     r = CliRunner().invoke(cli, ["compare", str(run), "--out", str(tmp_path / "cmp")])
     assert r.exit_code == 0, r.output
     assert "| run |" in r.output and "| run | " in (tmp_path / "cmp" / "compare.md").read_text()
     assert (tmp_path / "cmp" / "compare.png").exists()
-    assert f"| {10} |" in r.output  # the human judgements column of the reward run
+    human = 10 + (4 if (run / "iter-001" / "selection.json").exists() else 0)
+    assert f"| {human} |" in r.output  # the human judgements column of the reward run
     r = CliRunner().invoke(cli, ["compare", str(tmp_path / "not-a-run")])
     assert r.exit_code == 2 and "does not exist" in r.output
+
+
+def test_compare_runs_a_recipes_variants_from_one_warm_up(tmp_path, tiny_vlm_path, monkeypatch):
+    recipe = tmp_path / "cmp.yaml"
+    recipe.write_text(LOOP.format(base=tiny_vlm_path).replace("name: tiny-reward", "name: tiny-cmp")
+                      .replace("  refresh: 4\n", "").replace("max_iterations: 2", "max_iterations: 1") + """
+variants:
+  critic: ["selector.name=critic", "selector.rule={kind: adaptive, threshold: 0.7, min_accept: 3, floor: 0.0}"]
+  reward: []
+""")
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(cli, ["compare", "--recipe", str(recipe)])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "runs" / "tiny-cmp-critic" / "report.md").exists()
+    assert (tmp_path / "runs" / "tiny-cmp-reward" / "reward-model" / "reward.json").exists()
+    table = (tmp_path / "runs" / "tiny-cmp" / "compare.md").read_text()
+    assert "| tiny-cmp-critic |" in table and "| tiny-cmp-reward |" in table
+    # the critic loop's human judgements are all it sampled; the reward loop's only its seed
+    critic_sampled = json.loads((tmp_path / "runs" / "tiny-cmp-critic" / "iter-000" / "selection.json").read_text())["sampled"]
+    assert f"| {critic_sampled} | 0 |" in table and "| 10 | " in table

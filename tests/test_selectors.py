@@ -49,6 +49,16 @@ def test_critic_and_oracle_disagree_where_they_should():
     assert [x.accepted for x in j] == [False, True, False] and j[0].selector == "oracle>=0.5"
 
 
+def test_selectors_combine_with_gates():
+    ex = Example(id="e", question="Is there a red circle?", answers=["yes"], explanations=["there is a red circle"])
+    cands = [Candidate(id="c0", example_id="e", answer="yes", rationale="there is a red circle"),
+             Candidate(id="c1", example_id="e", answer="no", rationale="there is a red circle")]
+    alone = Selector(RougeCritic(), Rule("threshold", threshold=0.7)).select({"e": ex}, cands)
+    assert [j.accepted for j in alone] == [True, True]
+    both = Selector(RougeCritic(), Rule("threshold", threshold=0.7), gates=[make_scorer("answer")]).select({"e": ex}, cands)
+    assert [j.accepted for j in both] == [True, False] and both[0].selector == "critic:rougeL>=0.7&answer"
+
+
 def test_oracle_needs_scenes():
     ex = Example(id="e", question="q", answers=["a"])
     with pytest.raises(UserError, match="needs scene graphs"):

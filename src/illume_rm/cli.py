@@ -209,18 +209,19 @@ def sample(recipe, split, out, evaluation, checkpoint, adapter, data_path, image
 @cli.command()
 @click.argument("candidates", type=str)
 @click.argument("recipe", required=False)
-@click.option("--selector", "selector_name", default=None, help="critic, oracle or package.module:name.")
+@click.option("--selector", "selector_name", default=None,
+              help="critic, oracle, answer, reward:FOLDER or package.module:name.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="judgements.jsonl to write.")
 @recipe_options
 def select(candidates, recipe, selector_name, out, data_path, images, overrides):
     """Judge CANDIDATES (JSONL) with a selector; writes judgements."""
     from .records import write_jsonl
-    from .selectors import Selector, make_scorer
+    from .selectors import make_selector
 
     extra = [f"selector.name={selector_name}"] if selector_name else []
     r = _recipe(recipe, [*overrides, *extra], data_path, images)
     cands = _read_candidates(candidates)
-    selector = Selector(make_scorer(r.selector.name), r.selector.rule)
+    selector = make_selector(r.selector)
     judgements = selector.select(_examples_by_id(r), cands)
     write_jsonl(out, judgements)
     accepted = sum(j.accepted for j in judgements)
@@ -362,13 +363,33 @@ def train_reward_cmd(recipe, cands_path, judg_path, kind, limit, out, data_path,
 
 
 @cli.command()
-@click.argument("runs", nargs=-1, required=True)
+@click.argument("runs", nargs=-1)
+@click.option("--recipe", "recipe_path", default=None,
+              help="Run (or resume) each of this recipe's variants into runs/<name>-<variant> first.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Folder for compare.md and compare.png (default: print only).")
-def compare(runs, out):
+              help="Folder for compare.md and compare.png (default: print only; with --recipe: runs/<name>).")
+@recipe_options
+def compare(runs, recipe_path, out, data_path, images, overrides):
     """Runs side by side: final val metrics, human judgements spent, reward-model agreement; a plot."""
     from .evaluate.report import compare_runs
 
+    runs = list(runs)
+    if recipe_path:
+        from .config import variant_recipes
+        from .loop import Run
+
+        extra = list(overrides)
+        if data_path:
+            extra.append(f"data.path={json.dumps(data_path)}")
+        if images:
+            extra.append(f"data.images={json.dumps(images)}")
+        for name, r in variant_recipes(recipe_path, extra):
+            click.echo(f"== variant {name}: runs/{r.name}")
+            Run(r, Path("runs") / r.name, warmup_checkpoint(r)).run()
+            runs.append(str(Path("runs") / r.name))
+        out = out or str(Path("runs") / _recipe(recipe_path, extra).name)
+    if not runs:
+        raise UserError("name run folders to compare, or --recipe with variants")
     for r in runs:
         if not Path(r).is_dir():
             raise UserError(f"run folder {r} does not exist")

@@ -34,11 +34,13 @@ class ModelConfig:
 class SelectorConfig:
     name: str = "critic"           # critic | oracle | reward | reward:PATH | package.module:name (a plugin)
     rule: Rule = field(default_factory=lambda: Rule(kind="adaptive", threshold=0.7, min_accept=50, floor=0.4))
+    require: list[str] = field(default_factory=list)  # further scorers each must give >= 0.5, e.g. [answer]
     # name "reward": the human budget. `seed_judgements` candidates of iteration 0 (stratified by
     # question family and temperature) are judged by `seed_selector` (the people, or a simulated
     # person), a reward model is trained on them, and it judges everything else.
     seed_selector: str = "oracle"
     seed_judgements: int = 100
+    refresh: int = 0               # later iterations: this many more judgements where the model is least sure
     reward: RewardConfig = field(default_factory=RewardConfig)
 
 
@@ -66,6 +68,8 @@ class Recipe:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    # for `illume-rm compare --recipe`: named variants, each a list of KEY=VALUE overrides of this recipe
+    variants: dict[str, list[str]] = field(default_factory=dict)
 
     def use_coco(self) -> bool | None:
         choices = {"auto": None, "coco": True, "python": False}
@@ -101,6 +105,11 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             except UserError as exc:
                 errors.append(str(exc))
         raise UserError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"{where}: expected a mapping, got {value!r}")
+        _, inner = typing.get_args(tp) or (Any, Any)
+        return {str(k): _coerce(inner, v, f"{where}.{k}") for k, v in value.items()}
     if origin is list:
         if not isinstance(value, list):
             raise UserError(f"{where}: expected a list, got {value!r}")
@@ -163,3 +172,16 @@ def load_recipe(path: str | None = None, overrides: list[str] = ()) -> Recipe:
 
 def recipe_yaml(recipe: Recipe) -> str:
     return yaml.safe_dump(recipe.to_dict(), sort_keys=False)
+
+
+def variant_recipes(recipe_path: str, overrides: list[str] = ()) -> list[tuple[str, Recipe]]:
+    """The recipe's variants, each resolved: the file, the command-line overrides, then the variant's."""
+    base = load_recipe(recipe_path, overrides)
+    if not base.variants:
+        raise UserError(f"{recipe_path} has no variants to compare (add a 'variants:' section)")
+    out = []
+    for name, extra in base.variants.items():
+        r = load_recipe(recipe_path, [*overrides, *extra, "variants={}"])
+        r.name = f"{base.name}-{name}"
+        out.append((name, r))
+    return out

@@ -26,13 +26,13 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from .config import Recipe, recipe_yaml
+from .config import Recipe, load_recipe, recipe_yaml
 from .data import load_examples
 from .errors import UserError
 from .evaluate.runner import evaluate_candidates
 from .records import Candidate, Judgement, atomic_write_text, read_jsonl, write_json, write_jsonl
 from .sampling import explain, pick_examples, sample_candidates
-from .selectors import Selector, make_scorer
+from .selectors import Selector, make_scorer, make_selector
 
 Log = Callable[[str], None]
 
@@ -97,12 +97,12 @@ class Run:
     # -- the run ------------------------------------------------------------------------
     def prepare(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        text = recipe_yaml(self.recipe)
         existing = self.dir / "recipe.yaml"
-        if existing.exists() and existing.read_text() != text:
+        # compared as resolved recipes, so a field added since (with its default) is no difference
+        if existing.exists() and load_recipe(str(existing)).to_dict() != self.recipe.to_dict():
             raise UserError(f"{self.dir} was started with another recipe ({existing}); "
                             "rerun with that recipe, or choose a new run folder")
-        atomic_write_text(existing, text)
+        atomic_write_text(existing, recipe_yaml(self.recipe))
 
     def evaluate_stage(self, folder: Path, adapter: Path | None, label: str, iteration: int) -> dict:
         metrics_path = folder / "metrics.json"
@@ -141,7 +141,7 @@ class Run:
                 if r.selector.name == "reward":
                     judgements = self._reward_judgements(i, by_id, cands)
                 else:
-                    judgements = Selector(make_scorer(r.selector.name), r.selector.rule).select(by_id, cands)
+                    judgements = make_selector(r.selector).select(by_id, cands)
                 write_jsonl(d / "judgements.jsonl", judgements)
             if not (d / "selection.json").exists():
                 self._accumulate(i, cands)
@@ -156,35 +156,66 @@ class Run:
         return self.evaluate_stage(d, adapter, f"iter-{i:03d}", i), None
 
     def _reward_judgements(self, i: int, by_id: dict, cands: list[Candidate]) -> list[Judgement]:
-        """Seed judgements by the seed selector (iteration 0 only; they are the human cost), a reward
-        model trained on them, and its verdicts on everything else."""
-        from .reward.model import labelled_rows, load_reward, train_reward
+        """Seed judgements by the seed selector (iteration 0; they are the human cost), a reward model
+        trained on them, and its verdicts on everything else. With ``selector.refresh`` M > 0, each later
+        iteration also has the seed selector judge the M candidates the reward model is least sure of,
+        and retrains on every such judgement so far (active learning)."""
+        from .reward.model import labelled_rows, load_reward
         from .selectors import Rule
 
         r = self.recipe
-        reward_dir = self.dir / "reward-model"
-        seed_path = self.iter_dir(0) / "seed_judgements.jsonl"
-        seeds: list[Judgement] = []
+        d = self.iter_dir(i)
+        seeder = Selector(make_scorer(r.selector.seed_selector), Rule("threshold", threshold=0.5))
         if i == 0:
-            if not seed_path.exists():
-                picked = stratified(cands, by_id, r.selector.seed_judgements, r.seed)
-                seeder = Selector(make_scorer(r.selector.seed_selector), Rule("threshold", threshold=0.5))
-                write_jsonl(seed_path, seeder.select(by_id, picked))
-            seeds = read_jsonl(seed_path, Judgement)
-            if not (reward_dir / "reward.json").exists():
-                rows = labelled_rows(by_id, cands, seeds)
-                tmp = self.dir / f".reward-model.tmp-{os.getpid()}"
-                shutil.rmtree(tmp, ignore_errors=True)
-                vlm = self.model(None) if r.selector.reward.kind == "image-aware" else None
-                report = train_reward(rows, r.selector.reward, tmp, vlm=vlm, log=self.log)
-                os.replace(tmp, reward_dir)
-                held = report.get("heldout", {})
-                self.log(f"reward model: held-out accuracy {held.get('accuracy', float('nan')):.3f}, "
-                         f"ROC-AUC {held.get('roc_auc', float('nan')):.3f}, threshold {report['threshold']:.3f}")
-        scorer = load_reward(reward_dir, vlm=self.model(None) if r.selector.reward.kind == "image-aware" else None)
-        seeded = {j.candidate_id for j in seeds}
-        rest = [c for c in cands if c.id not in seeded]
-        return seeds + Selector(scorer, Rule("threshold", threshold=scorer.threshold)).select(by_id, rest)
+            path = d / "seed_judgements.jsonl"
+            if not path.exists():
+                write_jsonl(path, seeder.select(by_id, stratified(cands, by_id, r.selector.seed_judgements, r.seed)))
+        elif r.selector.refresh > 0:
+            path = d / "refresh_judgements.jsonl"
+            if not path.exists():
+                current = load_reward(self._reward_dir(i - 1), vlm=self._reward_vlm())
+                probs = current.score(by_id, cands)
+                unsure = sorted(range(len(cands)), key=lambda k: abs(probs[k] - current.threshold))
+                write_jsonl(path, seeder.select(by_id, [cands[k] for k in unsure[: r.selector.refresh]]))
+        else:
+            path = None
+        human = read_jsonl(path, Judgement) if path is not None else []
+        reward_dir = self._reward_dir(i)
+        if not (reward_dir / "reward.json").exists():
+            rows = []
+            for k in range(i + 1):  # every judgement of the seed selector so far, with its candidates
+                for name in ("seed_judgements.jsonl", "refresh_judgements.jsonl"):
+                    f = self.iter_dir(k) / name
+                    if f.exists():
+                        rows += labelled_rows(by_id, read_jsonl(self.iter_dir(k) / "candidates.jsonl", Candidate),
+                                              read_jsonl(f, Judgement))
+            self._train_reward(rows, reward_dir)
+        scorer = load_reward(reward_dir, vlm=self._reward_vlm())
+        judged = {j.candidate_id for j in human}
+        rest = [c for c in cands if c.id not in judged]
+        gates = [make_scorer(g) for g in r.selector.require]
+        return human + Selector(scorer, Rule("threshold", threshold=scorer.threshold), gates=gates).select(by_id, rest)
+
+    def _reward_dir(self, i: int) -> Path:
+        """The reward model iteration i uses: the seed one, or the latest retrained by a refresh."""
+        if self.recipe.selector.refresh > 0 and i > 0:
+            return self.dir / f"reward-model-{i:03d}"
+        return self.dir / "reward-model"
+
+    def _reward_vlm(self):
+        return self.model(None) if self.recipe.selector.reward.kind == "image-aware" else None
+
+    def _train_reward(self, rows: list, reward_dir: Path) -> None:
+        from .reward.model import train_reward
+
+        tmp = self.dir / f".{reward_dir.name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        report = train_reward(rows, self.recipe.selector.reward, tmp, vlm=self._reward_vlm(), log=self.log)
+        os.replace(tmp, reward_dir)
+        held = report.get("heldout", {})
+        self.log(f"reward model ({reward_dir.name}, {len(rows)} judgements): held-out accuracy "
+                 f"{held.get('accuracy', float('nan')):.3f}, ROC-AUC {held.get('roc_auc', float('nan')):.3f}, "
+                 f"threshold {report['threshold']:.3f}")
 
     def _accumulate(self, i: int, cands: list[Candidate]) -> None:
         d = self.iter_dir(i)

@@ -94,8 +94,9 @@ def run_summary(run_dir: Path) -> dict:
                 else:
                     human += n
     reward = None
-    if (run_dir / "reward-model" / "reward.json").exists():
-        reward = json.loads((run_dir / "reward-model" / "reward.json").read_text()).get("heldout")
+    models = sorted(run_dir.glob("reward-model*/reward.json"))  # the seed model, then any refreshed ones
+    if models:
+        reward = json.loads(models[-1].read_text()).get("heldout")
     return {"name": run_dir.name, "history": history, "human_judgements": human, "reward_judgements": machine,
             "reward_heldout": reward}
 

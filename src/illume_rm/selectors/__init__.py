@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from .base import Rule, Scorer, Selector
-from .critic import RougeCritic
+from .critic import AnswerCorrect, RougeCritic
 from .oracle import SceneOracle
 
-__all__ = ["Rule", "Scorer", "Selector", "RougeCritic", "SceneOracle", "make_scorer"]
+__all__ = ["AnswerCorrect", "Rule", "Scorer", "Selector", "RougeCritic", "SceneOracle", "make_scorer", "make_selector"]
 
 
 def make_scorer(name: str) -> Scorer:
@@ -15,6 +15,8 @@ def make_scorer(name: str) -> Scorer:
         return RougeCritic()
     if name == "oracle":
         return SceneOracle()
+    if name == "answer":
+        return AnswerCorrect()
     if name.startswith("reward:"):
         from ..reward.model import load_reward
 
@@ -22,3 +24,8 @@ def make_scorer(name: str) -> Scorer:
     from .plugins import load_plugin
 
     return load_plugin(name)
+
+
+def make_selector(cfg) -> Selector:
+    """The selector a recipe's ``selector`` section describes (not the reward loop's, see loop.py)."""
+    return Selector(make_scorer(cfg.name), cfg.rule, gates=[make_scorer(g) for g in cfg.require])

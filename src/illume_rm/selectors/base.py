@@ -70,31 +70,42 @@ class Rule:
         raise UserError(f"unknown acceptance rule '{self.kind}' (threshold, adaptive or topk)")
 
 
+def checked_scores(scorer: Scorer, examples: Mapping[str, Example], candidates: Sequence[Candidate]) -> list[float]:
+    """A scorer's scores, or one clear error naming the scorer."""
+    try:
+        scores = list(scorer.score(examples, candidates))
+    except UserError:
+        raise
+    except Exception as exc:  # a plugin's bug is named, not a traceback deep inside the loop
+        raise UserError(f"scorer '{scorer.name}' failed: {type(exc).__name__}: {exc}") from exc
+    if len(scores) != len(candidates):
+        raise UserError(f"scorer '{scorer.name}' returned {len(scores)} scores for {len(candidates)} candidates")
+    try:
+        return [float(s) for s in scores]
+    except (TypeError, ValueError):
+        raise UserError(f"scorer '{scorer.name}' returned something that is not a number") from None
+
+
 class Selector:
-    def __init__(self, scorer: Scorer, rule: Rule, label: str | None = None):
-        self.scorer, self.rule = scorer, rule
-        self.label = label or f"{scorer.name}{rule.describe()}"
+    """A scorer and its rule; ``gates`` are further scorers that must each give >= 0.5 for a
+    candidate to be accepted (e.g. a reward model AND the answer being correct)."""
+
+    def __init__(self, scorer: Scorer, rule: Rule, label: str | None = None, gates: Sequence[Scorer] = ()):
+        self.scorer, self.rule, self.gates = scorer, rule, list(gates)
+        self.label = label or f"{scorer.name}{rule.describe()}" + "".join(f"&{g.name}" for g in self.gates)
         self.last_threshold: float | None = None
 
     def scores(self, examples: Mapping[str, Example], candidates: Sequence[Candidate]) -> list[float]:
-        try:
-            scores = list(self.scorer.score(examples, candidates))
-        except UserError:
-            raise
-        except Exception as exc:  # a plugin's bug is named, not a traceback deep inside the loop
-            raise UserError(f"scorer '{self.scorer.name}' failed: {type(exc).__name__}: {exc}") from exc
-        if len(scores) != len(candidates):
-            raise UserError(f"scorer '{self.scorer.name}' returned {len(scores)} scores for {len(candidates)} candidates")
-        try:
-            return [float(s) for s in scores]
-        except (TypeError, ValueError):
-            raise UserError(f"scorer '{self.scorer.name}' returned something that is not a number") from None
+        return checked_scores(self.scorer, examples, candidates)
 
     def select(self, examples: Mapping[str, Example], candidates: Sequence[Candidate]) -> list[Judgement]:
         if not candidates:
             return []
         scores = self.scores(examples, candidates)
         accepted, self.last_threshold = self.rule.apply(scores, candidates)
+        for gate in self.gates:
+            passed = checked_scores(gate, examples, candidates)
+            accepted = [a and g >= 0.5 for a, g in zip(accepted, passed)]
         now = time.time()
         return [Judgement(candidate_id=c.id, accepted=a, score=s, selector=self.label, time=now)
                 for c, s, a in zip(candidates, scores, accepted)]
