@@ -51,6 +51,18 @@ def test_cross_encoder_learns_to_prefer_accepted_rationales(tmp_path):
     assert {"accuracy", "roc_auc", "f1", "kappa"} <= set(saved["heldout"])
 
 
+def test_pairwise_bradley_terry_with_trl(tmp_path):
+    examples, rows = judged_rows()
+    report = train_reward(rows, RewardConfig(kind="pairwise", epochs=3, batch_size=8, lr=1e-4), tmp_path / "bt",
+                          log=lambda *_: None)
+    scorer = load_reward(tmp_path / "bt")
+    probs = scorer.score({ex.id: ex for ex in examples}, [c for _, c, _ in rows])
+    good = [p for p, (_, _, y) in zip(probs, rows) if y]
+    bad = [p for p, (_, _, y) in zip(probs, rows) if not y]
+    assert report["kind"] == "pairwise" and sum(good) / len(good) > sum(bad) / len(bad)
+    assert report["heldout"]["roc_auc"] > 0.5
+
+
 def test_image_aware_reward_uses_the_images(tmp_path, tiny_vlm_path, shapes_small):
     from illume_rm.data import load_examples
     from illume_rm.vlm import load_vlm

@@ -304,7 +304,7 @@ def iterate(recipe, run_dir, data_path, images, overrides):
 @click.argument("recipe", required=False)
 @click.option("--candidates", "cands_path", required=True, help="candidates.jsonl the judgements are about.")
 @click.option("--judgements", "judg_path", required=True, help="judgements.jsonl (people, critic or oracle).")
-@click.option("--kind", type=click.Choice(["cross-encoder", "image-aware"]), default=None,
+@click.option("--kind", type=click.Choice(["cross-encoder", "image-aware", "pairwise"]), default=None,
               help="Default: the recipe's selector.reward.kind (cross-encoder).")
 @click.option("--limit", type=int, default=None,
               help="Train on this many judgements (a random sample); the rest are scored as unseen candidates.")

