@@ -20,7 +20,7 @@ def test_data_show_and_export(tmp_path):
     assert r.exit_code == 0, r.output
     assert "shapes / val: " in r.output and "because: " in r.output and "image: /" in r.output
     out = tmp_path / "val.jsonl"
-    r = run("data", "export", "vqa-x", str(out), "--split", "train", "--data-path", str(FIXTURES / "vqax_small.json"))
+    r = run("data", "export", "vqa-x", str(out), "--split", "train", "--data-path", str(FIXTURES / "nlx_vqa_small.json"))
     assert r.exit_code == 0, r.output
     exported = read_jsonl(out, Example)
     assert exported and exported[0].explanations

@@ -13,9 +13,9 @@ from conftest import FIXTURES
 
 
 def test_vqax_text_only_with_vqa_answers_first():
-    examples = load_examples(DataConfig(name="vqa-x", path=str(FIXTURES / "vqax_small.json")), "train") + \
-        load_examples(DataConfig(name="vqa-x", path=str(FIXTURES / "vqax_small.json")), "val") + \
-        load_examples(DataConfig(name="vqa-x", path=str(FIXTURES / "vqax_small.json")), "test")
+    examples = load_examples(DataConfig(name="vqa-x", path=str(FIXTURES / "nlx_vqa_small.json")), "train") + \
+        load_examples(DataConfig(name="vqa-x", path=str(FIXTURES / "nlx_vqa_small.json")), "val") + \
+        load_examples(DataConfig(name="vqa-x", path=str(FIXTURES / "nlx_vqa_small.json")), "test")
     by_id = {e.id: e for e in examples}
     assert set(by_id) == {"vqa-x-1001", "vqa-x-1002"}  # every entry lands in exactly one split
     giraffe = by_id["vqa-x-1001"]
@@ -27,7 +27,7 @@ def test_vqax_text_only_with_vqa_answers_first():
 def test_vqax_images_attached_when_given(tmp_path):
     for name in ("img_1001.png", "img_1002.png"):
         Image.new("RGB", (8, 8)).save(tmp_path / name)
-    cfg = DataConfig(name="vqa-x", path=str(FIXTURES / "vqax_small.json"), images=str(tmp_path))
+    cfg = DataConfig(name="vqa-x", path=str(FIXTURES / "nlx_vqa_small.json"), images=str(tmp_path))
     examples = [e for s in ("train", "val", "test") for e in load_examples(cfg, s)]
     assert sorted(e.image for e in examples) == sorted(str(tmp_path / n) for n in ("img_1001.png", "img_1002.png"))
     (tmp_path / "img_1002.png").unlink()
