@@ -107,3 +107,18 @@ def test_bad_inputs_exit_2(recipe, tmp_path):
     r = CliRunner().invoke(cli, ["select", str(empty), str(recipe), "--out", str(tmp_path / "j.jsonl")])
     assert r.exit_code == 2 and "holds no candidates" in r.output
     assert not (tmp_path / "j.jsonl").exists()
+
+
+def test_a_custom_scorer_from_a_separate_module_runs_in_iterate(recipe, tmp_path, monkeypatch):
+    plugins = Path(__file__).parent / "plugins"
+    monkeypatch.syspath_prepend(str(plugins))
+    run = tmp_path / "custom"
+    r = CliRunner().invoke(cli, ["iterate", str(recipe), "--run", str(run), "--set", "loop.max_iterations=1",
+                                 "--set", "selector.name=length_scorer:ten_words",
+                                 "--set", "selector.rule={kind: topk, k: 1, floor: 0.0}"])
+    assert r.exit_code == 0, r.output
+    judgements = read_jsonl(run / "iter-000" / "judgements.jsonl", Judgement)
+    assert judgements and {j.selector for j in judgements} == {"plugin:length_scorer:ten_words" + "top1>=0"}
+    selection = json.loads((run / "iter-000" / "selection.json").read_text())
+    assert selection["judgements_by_kind"] == {"plugin": len(judgements)}
+    assert selection["accepted"] == selection["examples_with_accepted"]  # top-1 per question
