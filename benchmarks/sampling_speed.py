@@ -59,7 +59,7 @@ def main() -> None:
     print(f"model: {args.checkpoint}; {len(examples)} examples x {len(cfg.temperatures)} temperatures x "
           f"{cfg.samples_per_temperature} samples, up to {cfg.max_new_tokens} new tokens, torch threads "
           f"{torch.get_num_threads()}")
-    print(f"| sampler | rationales | seconds | rationales/s |\n|---|---|---|---|")
+    print("| sampler | rationales | seconds | rationales/s |\n|---|---|---|---|")
     print(f"| naive (one generate call per sequence) | {naive} | {t_naive:.1f} | {rn:.2f} |")
     print(f"| batched (illume-rm sample) | {batched} | {t_batched:.1f} | {rb:.2f} |")
     print(f"speed-up: {rb / rn:.1f}x")

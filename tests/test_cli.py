@@ -1,6 +1,3 @@
-import json
-
-import pytest
 from click.testing import CliRunner
 
 from illume_rm.cli import cli

@@ -1,6 +1,3 @@
-import json
-import shutil
-
 import pytest
 from PIL import Image
 

@@ -3,7 +3,6 @@ from pathlib import Path
 
 import pytest
 
-from illume_rm.data.shapes import ShapesConfig, generate
 from illume_rm.errors import UserError
 from illume_rm.records import Candidate, Example
 from illume_rm.sampling import clean_rationale, sample_candidates, SamplingConfig

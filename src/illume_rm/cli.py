@@ -34,15 +34,20 @@ def recipe_options(f):
     return f
 
 
-def _recipe(path, overrides, data_path=None, images=None):
-    from .config import load_recipe
-
+def _overrides(overrides, data_path=None, images=None) -> list[str]:
+    """--set overrides plus those that --data-path and --images stand for."""
     extra = list(overrides)
     if data_path:
         extra.append(f"data.path={json.dumps(data_path)}")
     if images:
         extra.append(f"data.images={json.dumps(images)}")
-    return load_recipe(path, extra)
+    return extra
+
+
+def _recipe(path, overrides, data_path=None, images=None):
+    from .config import load_recipe
+
+    return load_recipe(path, _overrides(overrides, data_path, images))
 
 
 # -- data -------------------------------------------------------------------------------
@@ -277,7 +282,7 @@ def evaluate(recipe, split, cands_path, out, checkpoint, adapter, data_path, ima
     metrics = evaluate_candidates(examples, cands, r.use_coco())
     for note in metrics["notes"]:
         click.echo(f"warning: {note}", err=True)
-    click.echo(metrics_table([(adapter or checkpoint or "warm-up", metrics)]))
+    click.echo(metrics_table([(cands_path or adapter or checkpoint or "warm-up", metrics)]))
     if out:
         write_json(out, metrics)
         click.echo(f"wrote {out}")
@@ -378,11 +383,7 @@ def compare(runs, recipe_path, out, data_path, images, overrides):
         from .config import variant_recipes
         from .loop import Run
 
-        extra = list(overrides)
-        if data_path:
-            extra.append(f"data.path={json.dumps(data_path)}")
-        if images:
-            extra.append(f"data.images={json.dumps(images)}")
+        extra = _overrides(overrides, data_path, images)
         for name, r in variant_recipes(recipe_path, extra):
             click.echo(f"== variant {name}: runs/{r.name}")
             Run(r, Path("runs") / r.name, warmup_checkpoint(r)).run()

@@ -67,6 +67,7 @@ class Run:
     def __init__(self, recipe: Recipe, folder: str | Path, warm_checkpoint: Path, log: Log = print):
         self.recipe, self.dir, self.warm, self.log = recipe, Path(folder), Path(warm_checkpoint), log
         self._data: dict[str, list] = {}
+        self._feature_vlm = None
 
     # -- helpers ------------------------------------------------------------------------
     def examples(self, split: str):
@@ -203,7 +204,12 @@ class Run:
         return self.dir / "reward-model"
 
     def _reward_vlm(self):
-        return self.model(None) if self.recipe.selector.reward.kind == "image-aware" else None
+        """The image-aware reward model's image features come from the (frozen) vision encoder: load it once."""
+        if self.recipe.selector.reward.kind != "image-aware":
+            return None
+        if self._feature_vlm is None:
+            self._feature_vlm = self.model(None)
+        return self._feature_vlm
 
     def _train_reward(self, rows: list, reward_dir: Path) -> None:
         from .reward.model import train_reward

@@ -94,7 +94,7 @@ def _list(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def caption(scene: dict, rng: random.Random | None = None) -> str:
+def caption(scene: dict) -> str:
     objs = scene["objects"]
     parts = [_a(o, size=True, place=True) for o in objs]
     lead = "one object" if len(objs) == 1 else f"{number_word(len(objs))} objects"

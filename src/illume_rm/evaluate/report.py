@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..records import atomic_write_text
-from .runner import NLG_KEYS, metrics_table
+from .runner import metrics_table
 
 
 def selection_table(run_dir: Path) -> str:

@@ -41,12 +41,13 @@ def evaluate_candidates(examples: Sequence[Example], candidates: Sequence[Candid
         "filtered": filtered | {"n": len(correct)},
         "notes": notes,
     }
-    with_scene = [(c, ex) for c, ex in zip(cands, exs) if "scene" in ex.meta]
-    if with_scene:
-        metrics["grounded_rate"] = sum(grounded(ex, c.rationale) for c, ex in with_scene) / len(with_scene)
-        by_family: dict[str, list[bool]] = {}
-        for c, ex in with_scene:
+    by_family: dict[str, list[bool]] = {}
+    for c, ex in zip(cands, exs):
+        if "scene" in ex.meta:
             by_family.setdefault(ex.meta.get("family", "all"), []).append(grounded(ex, c.rationale))
+    if by_family:
+        verdicts = [v for vs in by_family.values() for v in vs]
+        metrics["grounded_rate"] = sum(verdicts) / len(verdicts)
         metrics["grounded_by_family"] = {k: sum(v) / len(v) for k, v in by_family.items()}
     return metrics
 

@@ -204,8 +204,7 @@ class ImageAwareReward:
         encoder = AutoModel.from_pretrained(path / "encoder")
         head = FusionHead(encoder.config.hidden_size)
         head.load_state_dict(load_file(str(path / "fusion_head.safetensors")))
-        model = cls(encoder.eval(), AutoTokenizer.from_pretrained(path / "encoder"), head.eval(), threshold)
-        return model
+        return cls(encoder.eval(), AutoTokenizer.from_pretrained(path / "encoder"), head.eval(), threshold)
 
 
 class PairwiseReward:
