@@ -36,6 +36,7 @@ class WarmupConfig:
     warmup_steps: int = 10
     caption_fraction: float = 0.5
     eval_examples: int | None = None   # val examples for the before/after accuracy (None: the whole split)
+    eval_every: int | None = None      # also measure val accuracy every N steps (the curve in warmup.json)
     lora: LoraConfig = field(default_factory=LoraConfig)
 
 
@@ -68,8 +69,10 @@ def format_table(before: dict, after: dict | None, chance: dict) -> str:
 
 
 def train_warmup(vlm: VLM, train: Sequence[Example], cfg: WarmupConfig, seed: int = 0,
-                 log: Callable[[str], None] = print) -> list[float]:
-    """Train in place (LoRA merged back at the end); returns the loss curve."""
+                 log: Callable[[str], None] = print,
+                 on_eval: Callable[[int], None] | None = None) -> list[float]:
+    """Train in place (LoRA merged back at the end); returns the loss curve. With
+    ``cfg.eval_every``, ``on_eval(step)`` runs every that many steps (model in eval mode)."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
     answers, captions = warmup_items(train)
@@ -97,6 +100,10 @@ def train_warmup(vlm: VLM, train: Sequence[Example], cfg: WarmupConfig, seed: in
         opt.step()
         losses.append(loss.item())
         bar.set_postfix(loss=f"{sum(losses[-10:]) / len(losses[-10:]):.3f}")
+        if on_eval and cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:
+            model.eval()
+            on_eval(step + 1)
+            model.train()
     model.eval()
     merge_lora(vlm)
     vlm.model.eval()
@@ -112,14 +119,26 @@ def run_warmup(vlm: VLM, train: Sequence[Example], val: Sequence[Example], cfg: 
     t0 = time.time()
     before = evaluate_answers(vlm, val)
     log("val answer accuracy before warm-up:\n" + format_table(before, None, chance))
+    curve: list[dict] = [{"step": 0, **before}]
+    eval_s = 0.0
+
+    def on_eval(step: int) -> None:
+        nonlocal eval_s
+        t = time.time()
+        acc = evaluate_answers(vlm, val)
+        eval_s += time.time() - t
+        curve.append({"step": step, **acc})
+        log(f"step {step}: val accuracy " + "  ".join(f"{k} {v:.3f}" for k, v in sorted(acc.items())))
+
     t1 = time.time()
-    losses = train_warmup(vlm, train, cfg, seed, log)
-    train_s = time.time() - t1
+    losses = train_warmup(vlm, train, cfg, seed, log, on_eval)
+    train_s = time.time() - t1 - eval_s  # training alone, without the curve's evaluations
     after = evaluate_answers(vlm, val)
+    curve.append({"step": cfg.steps, **after})
     table = format_table(before, after, chance)
     log(f"val answer accuracy ({len(val)} questions), warm-up took {train_s / 60:.1f} min of training:\n" + table)
     report = {"before": before, "after": after, "chance": chance, "val_questions": len(val),
-              "train_seconds": train_s, "total_seconds": time.time() - t0, "losses": losses, "config": asdict(cfg), "seed": seed}
+              "train_seconds": train_s, "total_seconds": time.time() - t0, "losses": losses, "curve": curve, "config": asdict(cfg), "seed": seed}
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     vlm.save(tmp)
