@@ -6,6 +6,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
+BROWSER := $(VENV)/.browser
+
 .PHONY: install demo test clean
 
 $(STAMP): setup.cfg pyproject.toml
@@ -21,8 +23,16 @@ demo: $(STAMP)
 	$(VENV)/bin/illume-rm warmup recipes/shapes-warmup.yaml
 	$(VENV)/bin/illume-rm iterate recipes/shapes-critic.yaml
 
-test: $(STAMP)
-	$(PY) -m pytest -q tests
+# The annotation page's end-to-end test drives Debian's chromium (Playwright, executable_path set).
+$(BROWSER): $(STAMP)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  echo "installing Debian's chromium for the browser test"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	touch $(BROWSER)
+
+test: $(STAMP) $(BROWSER)
+	ILLUME_RM_BROWSER_TEST=require $(PY) -m pytest -q tests
 
 clean:
 	rm -rf $(VENV) runs

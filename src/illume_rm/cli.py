@@ -6,15 +6,19 @@ from pathlib import Path
 
 import click
 
-from .errors import UserError
+from .errors import Pending, UserError
 
 
 class Group(click.Group):
-    """Bad input anywhere below prints one line naming what and where, and exits 2."""
+    """Bad input anywhere below prints one line naming what and where, and exits 2. Work that
+    waits for people prints what is pending and how to go on, and exits 0."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except Pending as exc:
+            click.echo(str(exc))
+            ctx.exit(exc.exit_code)
         except UserError as exc:
             click.echo(f"illume-rm: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
@@ -292,17 +296,123 @@ def evaluate(recipe, split, cands_path, out, checkpoint, adapter, data_path, ima
 @click.argument("recipe", required=False)
 @click.option("--run", "run_dir", type=click.Path(file_okay=False), default=None,
               help="Run folder (default: runs/<recipe name>).")
+@click.option("--selector", "selector_name", default=None,
+              help="Who selects (the recipe's selector.name): critic, oracle, human (people in `annotate`), "
+                   "reward (a reward model trained on seed judgements), reward:FOLDER, or package.module:name.")
 @recipe_options
-def iterate(recipe, run_dir, data_path, images, overrides):
-    """The ILLUME loop: sample, select, fine-tune, evaluate; resumable; writes report.md and curves.png."""
+def iterate(recipe, run_dir, selector_name, data_path, images, overrides):
+    """The ILLUME loop: sample, select, fine-tune, evaluate; resumable; writes report.md and curves.png.
+
+    With --selector human (or reward with human seeds) it stops when people's judgements are needed,
+    says how many and how to give them (`illume-rm annotate`), and continues when rerun.
+    """
     from .loop import Run
 
-    r = _recipe(recipe, overrides, data_path, images)
+    extra = [f"selector.name={selector_name}"] if selector_name else []
+    r = _recipe(recipe, [*overrides, *extra], data_path, images)
     folder = Path(run_dir or Path("runs") / r.name)
     run = Run(r, folder, warmup_checkpoint(r))
     run.run()
     click.echo((folder / "report.md").read_text())
     click.echo(f"report: {folder / 'report.md'}  plot: {folder / 'curves.png'}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; any but the loopback needs a token (printed at start).")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--token", default=None, help="The token to require (default: generated when --host is not loopback).")
+@click.option("--reward", "reward_dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Reward model folder: its scores are shown as pre-ticked suggestions (people can hide them).")
+@click.option("--hide-suggestions", is_flag=True, help="Never send the reward model's scores to the page.")
+@click.option("--candidates", "cands_path", default=None,
+              help="Add these candidates (JSONL) as a batch named after the file, then serve.")
+@click.option("--recipe", "recipe_path", default=None,
+              help="With --candidates: the recipe whose data they are about (default: RUN_DIR/recipe.yaml).")
+@click.option("--judges", default=1, show_default=True, type=click.IntRange(1, 50),
+              help="With --candidates: people per question.")
+@click.option("--status", is_flag=True, help="Print progress and agreement, then exit.")
+@click.option("--export", "export_dir", default=None, type=click.Path(file_okay=False),
+              help="Write judgements.jsonl and candidates.jsonl (with people's own rationales) there, then exit.")
+def annotate(run_dir, host, port, token, reward_dir, hide_suggestions, cands_path, recipe_path, judges, status,
+             export_dir):
+    """Serve the annotation page for RUN_DIR's pending questions (people pick acceptable rationales).
+
+    Tasks come from `iterate --selector human` (or reward with human seeds), or from --candidates.
+    Judgements are stored in RUN_DIR/annotations.sqlite as they are submitted.
+    """
+    from .annotate.server import serve
+    from .annotate.store import Store
+
+    run = Path(run_dir)
+    if cands_path:
+        from .config import load_recipe
+
+        recipe_file = recipe_path or run / "recipe.yaml"
+        if not Path(recipe_file).exists():
+            raise UserError(f"--candidates needs the data they are about: {recipe_file} does not exist (give --recipe)")
+        r = load_recipe(str(recipe_file))
+        n = Store.of_run(run).add_batch(Path(cands_path).stem, _examples_by_id(r), _read_candidates(cands_path), k=judges)
+        click.echo(f"batch {Path(cands_path).stem}: {n} questions")
+    store = Store.of_run(run, must_exist=True)
+    if status or export_dir:
+        _annotation_status(store)
+    if export_dir:
+        _export_annotations(store, Path(export_dir))
+    if status or export_dir:
+        return
+    if reward_dir and not hide_suggestions:
+        _suggest(store, run, Path(reward_dir))
+    if not any(p.pending for p in store.progress()):
+        click.echo("nothing is pending: every question has its judgements (see --status, --export)")
+    serve(store, host, port, token, show_suggestions=not hide_suggestions, log=click.echo)
+
+
+def _annotation_status(store) -> None:
+    from .evaluate.report import people_table
+
+    click.echo(people_table(store.path.parent))
+
+
+def _export_annotations(store, out: Path) -> None:
+    from .records import write_jsonl
+
+    judgements, cands = [], []
+    for batch in store.batches():
+        shown = store.candidates(batch)
+        j, written = store.judgements(batch, shown)
+        judgements += j
+        cands += shown + written
+    out.mkdir(parents=True, exist_ok=True)
+    write_jsonl(out / "candidates.jsonl", cands)
+    write_jsonl(out / "judgements.jsonl", judgements)
+    click.echo(f"wrote {len(judgements)} judgements of {len(cands)} candidates to {out}/judgements.jsonl and "
+               f"{out}/candidates.jsonl (for `illume-rm train-reward --candidates ... --judgements ...`)")
+
+
+def _suggest(store, run: Path, reward_dir: Path) -> None:
+    """Score the open questions' rationales with the reward model (shown pre-ticked above its threshold)."""
+    from .reward.model import load_reward
+
+    todo = store.unscored()
+    if not todo:
+        return
+    if not (reward_dir / "reward.json").exists():
+        raise UserError(f"reward model {reward_dir} does not exist (no reward.json there)")
+    vlm = None
+    if json.loads((reward_dir / "reward.json").read_text()).get("kind") == "image-aware":
+        from .config import load_recipe
+        from .vlm import load_vlm
+
+        r = load_recipe(str(run / "recipe.yaml")) if (run / "recipe.yaml").exists() else load_recipe(None)
+        vlm = load_vlm(r.model.base, device=r.model.device, image_size=r.model.image_size,
+                       image_grid=r.model.image_grid)
+    scorer = load_reward(reward_dir, vlm=vlm)
+    by_id = {ex.id: ex for _, ex, _ in todo}
+    probs = scorer.score(by_id, [c for _, _, c in todo])
+    store.set_suggestions({(task, c.id): float(p) for (task, _, c), p in zip(todo, probs)}, scorer.threshold)
+    click.echo(f"reward model {reward_dir}: suggestions for {len(todo)} rationales (ticked at >= {scorer.threshold:.3f})")
 
 
 @cli.command("train-reward")

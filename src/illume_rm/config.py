@@ -32,15 +32,16 @@ class ModelConfig:
 
 @dataclass
 class SelectorConfig:
-    name: str = "critic"           # critic | oracle | reward | reward:PATH | package.module:name (a plugin)
+    name: str = "critic"           # critic | oracle | human | reward | reward:PATH | package.module:name (a plugin)
     rule: Rule = field(default_factory=lambda: Rule(kind="adaptive", threshold=0.7, min_accept=50, floor=0.4))
     require: list[str] = field(default_factory=list)  # further scorers each must give >= 0.5, e.g. [answer]
     # name "reward": the human budget. `seed_judgements` candidates of iteration 0 (stratified by
     # question family and temperature) are judged by `seed_selector` (the people, or a simulated
     # person), a reward model is trained on them, and it judges everything else.
-    seed_selector: str = "oracle"
+    seed_selector: str = "human"   # human: people in the annotation page; or a simulated person (oracle, critic)
     seed_judgements: int = 100
     refresh: int = 0               # later iterations: this many more judgements where the model is least sure
+    judges: int = 1                # human: people who judge each question (k), for their agreement
     reward: RewardConfig = field(default_factory=RewardConfig)
 
 

@@ -7,5 +7,12 @@ class UserError(Exception):
     exit_code = 2
 
 
+class Pending(UserError):
+    """Work waits for people (judgements in the annotation page): not an error. The CLI prints
+    the message and exits 0; rerunning the same command continues from there."""
+
+    exit_code = 0
+
+
 class MissingDependency(UserError):
     """A shipped-weights package or an optional tool is not installed."""

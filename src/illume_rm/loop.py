@@ -6,11 +6,14 @@
       iter-000/
         candidates.jsonl          rationales sampled on train (gold answers in the prompt)
         judgements.jsonl          the selector's verdicts
+        written.jsonl             (selector human) rationales people wrote themselves, accepted
         train.jsonl               accepted rationales so far (they accumulate over iterations)
         selection.json            counts: sampled, accepted, new, threshold, judgements by selector kind
         adapter/                  LoRA adapter (PEFT save_pretrained), trained from the warm-up model
         val_candidates.jsonl      its own answers and rationales on val
         metrics.json
+      annotations.sqlite          (selector human, or reward with human seeds) the annotation page's store
+      agreement-BATCH.json        agreement between the people who judged a batch (Fleiss', Cohen's kappa)
       report.md  curves.png
 
 Every stage writes its output atomically and is skipped when the output is
@@ -28,7 +31,7 @@ from typing import Callable
 
 from .config import Recipe, load_recipe, recipe_yaml
 from .data import load_examples
-from .errors import UserError
+from .errors import Pending, UserError
 from .evaluate.runner import evaluate_candidates
 from .records import Candidate, Judgement, atomic_write_text, read_jsonl, write_json, write_jsonl
 from .sampling import explain, pick_examples, sample_candidates
@@ -141,6 +144,9 @@ class Run:
                 by_id = {ex.id: ex for ex in self.examples("train")}
                 if r.selector.name == "reward":
                     judgements = self._reward_judgements(i, by_id, cands)
+                elif r.selector.name == "human":
+                    judgements, written = self._human_judgements(f"iter-{i:03d}", by_id, cands)
+                    write_jsonl(d / "written.jsonl", written)
                 else:
                     judgements = make_selector(r.selector).select(by_id, cands)
                 write_jsonl(d / "judgements.jsonl", judgements)
@@ -166,18 +172,19 @@ class Run:
 
         r = self.recipe
         d = self.iter_dir(i)
-        seeder = Selector(make_scorer(r.selector.seed_selector), Rule("threshold", threshold=0.5))
         if i == 0:
             path = d / "seed_judgements.jsonl"
             if not path.exists():
-                write_jsonl(path, seeder.select(by_id, stratified(cands, by_id, r.selector.seed_judgements, r.seed)))
+                picked = stratified(cands, by_id, r.selector.seed_judgements, r.seed)
+                write_jsonl(path, self._seed_judgements(f"iter-{i:03d}-seed", by_id, picked))
         elif r.selector.refresh > 0:
             path = d / "refresh_judgements.jsonl"
             if not path.exists():
                 current = load_reward(self._reward_dir(i - 1), vlm=self._reward_vlm())
                 probs = current.score(by_id, cands)
                 unsure = sorted(range(len(cands)), key=lambda k: abs(probs[k] - current.threshold))
-                write_jsonl(path, seeder.select(by_id, [cands[k] for k in unsure[: r.selector.refresh]]))
+                picked = [cands[k] for k in unsure[: r.selector.refresh]]
+                write_jsonl(path, self._seed_judgements(f"iter-{i:03d}-refresh", by_id, picked))
         else:
             path = None
         human = read_jsonl(path, Judgement) if path is not None else []
@@ -196,6 +203,35 @@ class Run:
         rest = [c for c in cands if c.id not in judged]
         gates = [make_scorer(g) for g in r.selector.require]
         return human + Selector(scorer, Rule("threshold", threshold=scorer.threshold), gates=gates).select(by_id, rest)
+
+    def _seed_judgements(self, batch: str, by_id: dict, cands: list[Candidate]) -> list[Judgement]:
+        """The reward loop's human budget: people in the annotation page (seed_selector human; what they
+        write themselves is not used here), or a simulated person."""
+        if self.recipe.selector.seed_selector == "human":
+            return self._human_judgements(batch, by_id, cands)[0]
+        from .selectors import Rule
+
+        return Selector(make_scorer(self.recipe.selector.seed_selector),
+                        Rule("threshold", threshold=0.5)).select(by_id, cands)
+
+    def _human_judgements(self, batch: str, by_id: dict, cands: list[Candidate]) -> tuple[list[Judgement], list[Candidate]]:
+        """Judgements from the annotation page: puts the batch's questions there (once); while judgements
+        are missing, stops with how many and the command to give them (rerunning continues)."""
+        from .annotate.store import Store
+
+        store = Store.of_run(self.dir)
+        k = self.recipe.selector.judges
+        store.add_batch(batch, by_id, cands, k=k)
+        (prog,) = store.progress(batch)
+        if prog.pending:
+            raise Pending(
+                f"waiting for people: {prog.pending} judgement(s) pending in batch {batch} "
+                f"({prog.done} of {prog.needed} in; {prog.questions} questions, {prog.rationales} distinct rationales, "
+                f"{k} person(s) each).\nJudge them in the browser with:\n  illume-rm annotate {self.dir}\n"
+                f"then run the same `illume-rm iterate` command again to continue.")
+        judgements, written = store.judgements(batch, cands)
+        write_json(self.dir / f"agreement-{batch}.json", store.agreement(batch) | {"k": k, "closed_by_skips": prog.closed})
+        return judgements, written
 
     def _reward_dir(self, i: int) -> Path:
         """The reward model iteration i uses: the seed one, or the latest retrained by a refresh."""
@@ -226,6 +262,8 @@ class Run:
     def _accumulate(self, i: int, cands: list[Candidate]) -> None:
         d = self.iter_dir(i)
         judgements = read_jsonl(d / "judgements.jsonl", Judgement)
+        if (d / "written.jsonl").exists():  # rationales people wrote themselves (accepted)
+            cands = cands + read_jsonl(d / "written.jsonl", Candidate)
         verdict = {j.candidate_id: j for j in judgements}
         previous = read_jsonl(self.iter_dir(i - 1) / "train.jsonl", Candidate) if i > 0 else []
         have = {(c.example_id, c.rationale) for c in previous}

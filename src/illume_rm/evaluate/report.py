@@ -24,6 +24,23 @@ def selection_table(run_dir: Path) -> str:
     return "\n".join(rows) if found else ""
 
 
+def people_table(run_dir: Path) -> str:
+    """The annotation page's batches: judgements in, pending, and the people's agreement."""
+    if not (run_dir / "annotations.sqlite").exists():
+        return ""
+    from ..annotate.store import Store
+
+    store = Store(run_dir / "annotations.sqlite")
+    rows = ["| batch | questions | rationales | people per question | judgements in | pending | closed by skips | "
+            "people | judged by 2+ | Fleiss' kappa | Cohen's kappa (mean over pairs) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for p in store.progress():
+        a = store.agreement(p.name)
+        rows.append(f"| {p.name} | {p.questions} | {p.rationales} | {p.k} | {p.done} | {p.pending} | {p.closed} | "
+                    f"{a['annotators']} | {a['items_with_2_or_more']} | {a['fleiss_kappa']:.3f} | {a['cohen_kappa_mean']:.3f} |")
+    people = ", ".join(f"{name} ({n})" for name, n in store.annotators().items())
+    return "\n".join(rows) + (f"\n\nQuestions judged, by person: {people}" if people else "")
+
+
 def plot_curves(path: Path, history: Sequence[tuple[str, dict]]) -> None:
     import matplotlib
 
@@ -63,6 +80,9 @@ def write_report(run_dir: Path, history: Sequence[tuple[str, dict]], reason: str
     sel = selection_table(run_dir)
     if sel:
         lines += ["## Selection", "", sel, ""]
+    people = people_table(run_dir)
+    if people:
+        lines += ["## People (annotation page)", "", people, ""]
     notes = sorted({note for _, m in history for note in m.get("notes", [])})
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]

@@ -1,6 +1,7 @@
 """Selectors: the critic, the oracle, and any scorer behind one protocol."""
 from __future__ import annotations
 
+from ..errors import UserError
 from .base import Rule, Scorer, Selector
 from .critic import AnswerCorrect, RougeCritic
 from .oracle import SceneOracle
@@ -17,6 +18,9 @@ def make_scorer(name: str) -> Scorer:
         return SceneOracle()
     if name == "answer":
         return AnswerCorrect()
+    if name == "human":
+        raise UserError("people judge in the annotation page: run `illume-rm iterate --selector human`, "
+                        "then `illume-rm annotate RUN_DIR`")
     if name.startswith("reward:"):
         from ..reward.model import load_reward
 

@@ -34,7 +34,8 @@ class WarmupConfig:
     lr: float = 1e-3
     projector_lr: float = 2e-3
     warmup_steps: int = 10
-    caption_fraction: float = 0.5
+    caption_fraction: float = 0.5      # share of steps that train on captions; a step is all captions or
+                                       # all questions, so short questions are never padded to caption length
     eval_examples: int | None = None   # val examples for the before/after accuracy (None: the whole split)
     eval_every: int | None = None      # also measure val accuracy every N steps (the curve in warmup.json)
     lora: LoraConfig = field(default_factory=LoraConfig)
@@ -83,7 +84,6 @@ def train_warmup(vlm: VLM, train: Sequence[Example], cfg: WarmupConfig, seed: in
     opt = torch.optim.AdamW([{"params": rest, "lr": cfg.lr}, {"params": proj, "lr": cfg.projector_lr}],
                             weight_decay=0.0)
     base_lrs = [g["lr"] for g in opt.param_groups]
-    n_cap = round(cfg.batch_size * cfg.caption_fraction) if captions else 0
     losses: list[float] = []
     model.train()
     bar = tqdm(range(cfg.steps), desc="warm-up")
@@ -92,7 +92,10 @@ def train_warmup(vlm: VLM, train: Sequence[Example], cfg: WarmupConfig, seed: in
         scale *= 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
         for g, lr in zip(opt.param_groups, base_lrs):
             g["lr"] = lr * max(scale, 0.05)
-        batch = rng.sample(captions, min(n_cap, len(captions))) + rng.sample(answers, cfg.batch_size - n_cap)
+        if captions and rng.random() < cfg.caption_fraction:
+            batch = rng.sample(captions, min(cfg.batch_size, len(captions)))
+        else:
+            batch = rng.sample(answers, min(cfg.batch_size, len(answers)))
         loss = vlm.loss(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,0 +1,178 @@
+"""The annotation page: a small Flask app over the run's :class:`Store`.
+
+- ``GET /``: the page (static: all model text reaches it as JSON and is shown with
+  ``textContent``, never as HTML);
+- ``GET /api/next?annotator=NAME``: the next question for this person, with progress;
+- ``POST /api/judge``: ``{task, annotator, accepted: [candidate ids], none, written, suggestions_shown}``;
+- ``POST /api/skip``: ``{task, annotator}``;
+- ``GET /images/PATH``: an image of the run's dataset (PATH relative to the dataset's image
+  folder; only images of the stored questions; ``..`` is refused).
+
+Bound to 127.0.0.1 by default; on any other address every request needs the token printed
+at start (the page sends it). POSTs must be JSON, so another web site cannot submit for a
+person through their browser. A malformed or refused request gets a 4xx and stores nothing.
+"""
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import os
+import secrets
+from importlib import resources
+from pathlib import Path
+
+from flask import Flask, Response, abort, jsonify, request, send_file
+
+from ..errors import UserError
+from .store import Refused, Store
+
+TOKEN_HEADER = "X-Annotate-Token"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def image_root(paths: set[str]) -> Path | None:
+    """The folder that holds every stored image (the dataset's image folder)."""
+    if not paths:
+        return None
+    return Path(os.path.commonpath([str(Path(p).resolve().parent) for p in paths]))
+
+
+def create_app(store: Store, token: str | None = None, show_suggestions: bool = True) -> Flask:
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    page = resources.files("illume_rm.annotate").joinpath("page.html").read_text(encoding="utf-8")
+    images = {str(Path(p).resolve()) for p in store.image_paths()}
+    root = image_root(images)
+
+    def url_of(path: str | None) -> str | None:
+        if not path or root is None:
+            return None
+        rel = Path(path).resolve().relative_to(root).as_posix()
+        return f"/images/{rel}" + (f"?token={token}" if token else "")
+
+    @app.before_request
+    def check_token():
+        if token is None:
+            return None
+        sent = request.headers.get(TOKEN_HEADER) or request.args.get("token") or ""
+        if not hmac.compare_digest(sent.encode(), token.encode()):
+            return jsonify(error="this server needs the token printed when it started (?token=...)"), 403
+        return None
+
+    @app.after_request
+    def headers(resp: Response) -> Response:
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        resp.headers["Content-Security-Policy"] = ("default-src 'self'; img-src 'self'; style-src 'self' 'unsafe-inline'; "
+                                                   "script-src 'self' 'unsafe-inline'; frame-ancestors 'none'")
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    @app.errorhandler(Refused)
+    def refused(exc: Refused):
+        return jsonify(error=str(exc)), exc.status
+
+    @app.errorhandler(400)
+    @app.errorhandler(404)
+    @app.errorhandler(405)
+    @app.errorhandler(413)
+    def http_error(exc):
+        return jsonify(error=exc.description), exc.code
+
+    @app.get("/")
+    def index():
+        return Response(page, mimetype="text/html")
+
+    @app.get("/api/next")
+    def next_task():
+        annotator = request.args.get("annotator", "")
+        task = store.next_task(annotator, show_suggestions=show_suggestions)
+        progress = [p.__dict__ | {"needed": p.needed} for p in store.progress()]
+        done = sum(p["done"] for p in progress)
+        needed = sum(p["needed"] for p in progress)
+        if task is not None:
+            task["image_url"] = url_of(task.pop("image"))
+        scored = task is not None and any(c["suggestion"] is not None for c in task["candidates"])
+        return jsonify(task=task, progress={"done": done, "total": needed, "batches": progress},
+                       suggestions_available=scored)
+
+    def body() -> dict:
+        if not request.is_json:
+            raise Refused("send JSON (Content-Type: application/json)", 415)
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict):
+            raise Refused("the request body is not a JSON object")
+        return data
+
+    def field(data: dict, name: str, kind, default=None, required: bool = False):
+        if name not in data:
+            if required:
+                raise Refused(f"'{name}' is missing")
+            return default
+        value = data[name]
+        if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+            raise Refused(f"'{name}' has the wrong type")
+        return value
+
+    @app.post("/api/judge")
+    def judge():
+        data = body()
+        accepted = field(data, "accepted", list, [])
+        if not all(isinstance(a, str) for a in accepted):
+            raise Refused("'accepted' must be a list of candidate ids")
+        sub = store.submit(field(data, "task", int, required=True), field(data, "annotator", str, required=True),
+                           accepted, none=field(data, "none", bool, False), written=field(data, "written", str, ""),
+                           suggestions_shown=field(data, "suggestions_shown", bool, None))
+        return jsonify(ok=True, submission=sub), 201
+
+    @app.post("/api/skip")
+    def skip():
+        data = body()
+        store.skip(field(data, "task", int, required=True), field(data, "annotator", str, required=True))
+        return jsonify(ok=True), 201
+
+    @app.get("/images/<path:rel>")
+    def image(rel: str):
+        if root is None or ".." in Path(rel).parts or rel.startswith("/"):
+            abort(404, "no such image")
+        path = (root / rel).resolve()
+        if str(path) not in images or not path.is_relative_to(root):
+            abort(404, "no such image")
+        if not path.is_file():
+            abort(404, f"the image file is missing: {path}")
+        return send_file(path)
+
+    return app
+
+
+def serve(store: Store, host: str = "127.0.0.1", port: int = 8765, token: str | None = None,
+          show_suggestions: bool = True, log=print) -> None:
+    """Serve until interrupted. Any address but the loopback needs a token (generated when not given)."""
+    from werkzeug.serving import make_server
+
+    if not is_loopback(host) and not token:
+        token = secrets.token_urlsafe(16)
+    app = create_app(store, token, show_suggestions)
+    try:
+        server = make_server(host, port, app, threaded=True)
+    except OSError as exc:
+        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    shown = "localhost" if host in ("127.0.0.1", "::1") else host
+    url = f"http://{shown}:{server.server_port}/" + (f"?token={token}" if token else "")
+    log(f"annotation page: {url}")
+    if token:
+        log(f"token (the page above carries it; send it as {TOKEN_HEADER} otherwise): {token}")
+    log("stop with Ctrl+C; every submission is already saved")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
