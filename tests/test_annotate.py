@@ -348,3 +348,15 @@ def test_reward_loop_takes_its_seed_judgements_from_the_page(tmp_path, tiny_vlm_
     assert (run / "reward-model" / "reward.json").exists()
     selection = json.loads((run / "iter-000" / "selection.json").read_text())
     assert selection["judgements_by_kind"]["human"] == 3
+
+
+def test_reward_suggestions_can_be_withheld(world):
+    store, _, _ = world
+    store.set_suggestions({(task, c.id): 0.8 for task, _, c in store.unscored()}, threshold=0.5)
+    assert store.unscored() == []
+    shown = create_app(store).test_client().get("/api/next?annotator=a").get_json()
+    assert shown["suggestions_available"] and all(c["suggested"] and c["suggestion"] == 0.8
+                                                  for c in shown["task"]["candidates"])
+    hidden = create_app(store, show_suggestions=False).test_client().get("/api/next?annotator=b").get_json()
+    assert not hidden["suggestions_available"]
+    assert all(c["suggestion"] is None and not c["suggested"] for c in hidden["task"]["candidates"])

@@ -36,6 +36,10 @@ def server(tmp_path, shapes_small):
     examples = load_examples(shapes_small, "train")
     store = Store.of_run(tmp_path)
     store.add_batch("iter-000", {ex.id: ex for ex in examples}, make_candidates(examples, 2), k=1)
+    second = examples[1].id
+    scores = {(task, cid): (0.9 if cid == f"{second}-c1" else 0.1) for task, _, c in store.unscored()
+              for cid in [c.id] if cid.startswith(second)}
+    store.set_suggestions(scores, threshold=0.5)  # as `annotate --reward FOLDER` does
     httpd = make_server("127.0.0.1", 0, create_app(store), threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -54,6 +58,7 @@ def test_keyboard_annotation_in_a_real_browser(server, tmp_path):
             page.fill("#annotator", "tester")
             page.press("#annotator", "Enter")
             page.wait_for_selector("#cands li")
+            assert not page.is_visible("#suggest")  # no suggestions for this question
             first = page.evaluate("document.querySelector('#question').textContent")
             items = page.locator("#cands li .rationale")
             assert items.count() == 3
@@ -70,9 +75,12 @@ def test_keyboard_annotation_in_a_real_browser(server, tmp_path):
             page.keyboard.press("Enter")
             page.wait_for_function("(q) => document.querySelector('#question').textContent !== q", arg=first)
             assert "1 / 2 done" in page.text_content("#progress")
-            if os.environ.get("ILLUME_RM_SCREENSHOT"):  # the README's picture
-                page.screenshot(path=os.environ["ILLUME_RM_SCREENSHOT"])
-            page.keyboard.press("n")  # skip the second question
+            # the second question: a reward model's suggestions come pre-ticked, and the switch hides them
+            assert page.locator("#cands li.on").count() == 1 and page.is_visible("#suggest")
+            assert "model 0.90" in page.text_content("#cands li.on")
+            page.uncheck("#suggest")
+            assert page.locator("#cands li.on").count() == 0 and "model" not in page.text_content("#cands")
+            page.keyboard.press("n")  # skip it
             page.wait_for_selector("#done", state="visible")
         finally:
             browser.close()

@@ -8,12 +8,17 @@ from illume_rm.cli import cli
 def test_warmup_trains_saves_and_is_cached(tiny_vlm_path, tmp_path):
     args = ["warmup", "--set", f"model.base={tiny_vlm_path}", "--set", "model.image_size=64",
             "--set", "data.shapes={train: 20, val: 6, test: 2, image_size: 64}",
-            "--set", "warmup.steps=3", "--set", "warmup.batch_size=4", "--out", str(tmp_path / "copy")]
+            "--set", "warmup.steps=3", "--set", "warmup.batch_size=4", "--set", "warmup.eval_every=2",
+            "--out", str(tmp_path / "copy")]
     first = CliRunner().invoke(cli, args)
     assert first.exit_code == 0, first.output
     assert "before" in first.output and "after" in first.output and "chance" in first.output
     report = json.loads((tmp_path / "copy" / "warmup.json").read_text())
-    assert report["val_questions"] == 18  # 6 images x 3 questions and len(report["losses"]) == 3
+    assert report["val_questions"] == 18 and len(report["losses"]) == 3  # 6 images x 3 questions
+    # the learning curve: before, every eval_every steps, after
+    assert [c["step"] for c in report["curve"]] == [0, 2, 3]
+    assert report["curve"][0]["all"] == report["before"]["all"] and report["curve"][-1] == {"step": 3, **report["after"]}
+    assert "step 2: val accuracy" in first.output
     assert set(report["after"]) >= {"all"} and (tmp_path / "copy" / "model.safetensors").exists()
     second = CliRunner().invoke(cli, args)
     assert second.exit_code == 0 and "cached for this recipe" in second.output
