@@ -348,6 +348,10 @@ def test_reward_loop_takes_its_seed_judgements_from_the_page(tmp_path, tiny_vlm_
     assert (run / "reward-model" / "reward.json").exists()
     selection = json.loads((run / "iter-000" / "selection.json").read_text())
     assert selection["judgements_by_kind"]["human"] == 3
+    # its reward model can then pre-tick suggestions in the page
+    r = CliRunner().invoke(cli, ["annotate", str(run), "--reward", str(run / "reward-model"), "--status"])
+    assert r.exit_code == 0 and "suggestions for" in r.output, r.output
+    assert store.unscored() == [] and "| iter-000-seed |" in r.output
 
 
 def test_reward_suggestions_can_be_withheld(world):

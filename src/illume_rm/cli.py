@@ -356,14 +356,14 @@ def annotate(run_dir, host, port, token, reward_dir, hide_suggestions, cands_pat
         n = Store.of_run(run).add_batch(Path(cands_path).stem, _examples_by_id(r), _read_candidates(cands_path), k=judges)
         click.echo(f"batch {Path(cands_path).stem}: {n} questions")
     store = Store.of_run(run, must_exist=True)
+    if reward_dir and not hide_suggestions:
+        _suggest(store, run, Path(reward_dir))
     if status or export_dir:
         _annotation_status(store)
     if export_dir:
         _export_annotations(store, Path(export_dir))
     if status or export_dir:
         return
-    if reward_dir and not hide_suggestions:
-        _suggest(store, run, Path(reward_dir))
     if not any(p.pending for p in store.progress()):
         click.echo("nothing is pending: every question has its judgements (see --status, --export)")
     serve(store, host, port, token, show_suggestions=not hide_suggestions, log=click.echo)
