@@ -181,6 +181,11 @@ def test_token_is_required_off_the_loopback(world):
     assert client.post("/api/judge", json=payload).status_code == 403
     assert rows(store, "submissions") == 0
     assert client.post("/api/judge?token=s3cret", json=payload).status_code == 201
+    # without a token, only requests addressed to localhost are answered
+    local = create_app(store).test_client()
+    assert local.get("/", headers={"Host": "evil.example:8765"}).status_code == 403
+    assert local.get("/", headers={"Host": "127.0.0.1:8765"}).status_code == 200
+    assert local.get("/", headers={"Host": "[::1]:8765"}).status_code == 200
 
 
 def free_port() -> int:

@@ -9,7 +9,8 @@
   folder; only images of the stored questions; ``..`` is refused).
 
 Bound to 127.0.0.1 by default; on any other address every request needs the token printed
-at start (the page sends it). POSTs must be JSON, so another web site cannot submit for a
+at start (the page sends it); without a token, only requests addressed to localhost are
+answered (a page reached under another name, as by DNS rebinding, is refused). POSTs must be JSON, so another web site cannot submit for a
 person through their browser. A malformed or refused request gets a 4xx and stores nothing.
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..errors import UserError
 from .store import Refused, Store
 
 TOKEN_HEADER = "X-Annotate-Token"
+LOCAL_NAMES = {"localhost", "127.0.0.1", "::1"}
 
 
 def is_loopback(host: str) -> bool:
@@ -61,6 +63,9 @@ def create_app(store: Store, token: str | None = None, show_suggestions: bool = 
     @app.before_request
     def check_token():
         if token is None:
+            # loopback without a token: refuse a page reached under another name (DNS rebinding)
+            if request.host.rsplit(":", 1)[0].strip("[]") not in LOCAL_NAMES:
+                return jsonify(error=f"this server answers only as localhost, not as {request.host}"), 403
             return None
         sent = request.headers.get(TOKEN_HEADER) or request.args.get("token") or ""
         if not hmac.compare_digest(sent.encode(), token.encode()):
