@@ -369,3 +369,19 @@ def test_reward_suggestions_can_be_withheld(world):
     hidden = create_app(store, show_suggestions=False).test_client().get("/api/next?annotator=b").get_json()
     assert not hidden["suggestions_available"]
     assert all(c["suggestion"] is None and not c["suggested"] for c in hidden["task"]["candidates"])
+
+
+def test_any_candidates_file_can_be_annotated(tmp_path, shapes_small):
+    examples = load_examples(shapes_small, "train")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("data:\n  name: shapes\n  shapes: {train: 40, val: 10, test: 10, image_size: 64}\n")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x", "example_id": "y"\n')
+    new = tmp_path / "new"
+    r = CliRunner().invoke(cli, ["annotate", str(new), "--candidates", str(bad), "--recipe", str(recipe)])
+    assert r.exit_code == 2 and "bad.jsonl:1" in r.output and not new.exists()
+    write_jsonl(tmp_path / "mine.jsonl", make_candidates(examples))
+    r = CliRunner().invoke(cli, ["annotate", str(new), "--candidates", str(tmp_path / "mine.jsonl"),
+                                 "--recipe", str(recipe), "--judges", "2", "--status"])
+    assert r.exit_code == 0, r.output
+    assert "batch mine: 3 questions" in r.output and "| mine | 3 | 9 | 2 | 0 | 6 |" in r.output

@@ -318,7 +318,7 @@ def iterate(recipe, run_dir, selector_name, data_path, images, overrides):
 
 
 @cli.command()
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; any but the loopback needs a token (printed at start).")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
@@ -346,6 +346,8 @@ def annotate(run_dir, host, port, token, reward_dir, hide_suggestions, cands_pat
     from .annotate.store import Store
 
     run = Path(run_dir)
+    if not run.is_dir() and not cands_path:
+        raise UserError(f"run folder {run} does not exist")
     if cands_path:
         from .config import load_recipe
 
@@ -353,7 +355,8 @@ def annotate(run_dir, host, port, token, reward_dir, hide_suggestions, cands_pat
         if not Path(recipe_file).exists():
             raise UserError(f"--candidates needs the data they are about: {recipe_file} does not exist (give --recipe)")
         r = load_recipe(str(recipe_file))
-        n = Store.of_run(run).add_batch(Path(cands_path).stem, _examples_by_id(r), _read_candidates(cands_path), k=judges)
+        cands = _read_candidates(cands_path)
+        n = Store.of_run(run).add_batch(Path(cands_path).stem, _examples_by_id(r), cands, k=judges)
         click.echo(f"batch {Path(cands_path).stem}: {n} questions")
     store = Store.of_run(run, must_exist=True)
     if reward_dir and not hide_suggestions:
