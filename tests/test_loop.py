@@ -122,3 +122,15 @@ def test_a_custom_scorer_from_a_separate_module_runs_in_iterate(recipe, tmp_path
     selection = json.loads((run / "iter-000" / "selection.json").read_text())
     assert selection["judgements_by_kind"] == {"plugin": len(judgements)}
     assert selection["accepted"] == selection["examples_with_accepted"]  # top-1 per question
+
+
+def test_a_run_folder_belongs_to_one_warm_up_checkpoint(recipe, tmp_path):
+    from illume_rm.config import load_recipe
+    from illume_rm.errors import UserError
+    from illume_rm.loop import Run
+
+    r = load_recipe(str(recipe))
+    Run(r, tmp_path / "run", tmp_path / "warm-a").prepare()
+    Run(r, tmp_path / "run", tmp_path / "warm-a").prepare()  # the same start: resumes
+    with pytest.raises(UserError, match="another warm-up checkpoint"):
+        Run(r, tmp_path / "run", tmp_path / "warm-b").prepare()

@@ -2,6 +2,7 @@
 
     runs/NAME/
       recipe.yaml                 the resolved recipe
+      warm-up.txt                 the warm-up checkpoint it started from
       base/                       the warm-up model's own answers and rationales on val ("iteration 0")
       iter-000/
         candidates.jsonl          rationales sampled on train (gold answers in the prompt)
@@ -106,7 +107,13 @@ class Run:
         if existing.exists() and load_recipe(str(existing)).to_dict() != self.recipe.to_dict():
             raise UserError(f"{self.dir} was started with another recipe ({existing}); "
                             "rerun with that recipe, or choose a new run folder")
+        # the same recipe from another warm-up checkpoint (a new version of the warm-up) is another run
+        started = self.dir / "warm-up.txt"
+        if started.exists() and started.read_text().strip() != str(self.warm.resolve()):
+            raise UserError(f"{self.dir} was started from another warm-up checkpoint "
+                            f"({started.read_text().strip()}); choose a new run folder (--run) or remove this one")
         atomic_write_text(existing, recipe_yaml(self.recipe))
+        atomic_write_text(started, f"{self.warm.resolve()}\n")
 
     def evaluate_stage(self, folder: Path, adapter: Path | None, label: str, iteration: int) -> dict:
         metrics_path = folder / "metrics.json"
