@@ -321,6 +321,7 @@ def test_iterate_with_people_stops_then_continues(tmp_path, tiny_vlm_path):
     assert "the thing is there, as you can see" in [c.rationale for c in train]
     selection = json.loads((run / "iter-000" / "selection.json").read_text())
     assert selection["judgements_by_kind"] == {"human": len(cands) + 1}
+    assert selection["sampled"] == len(cands) and selection["written"] == 1
     report = (run / "report.md").read_text()
     assert "## People (annotation page)" in report and "| iter-000 |" in report
     agreement = json.loads((run / "agreement-iter-000.json").read_text())

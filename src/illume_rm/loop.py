@@ -160,7 +160,8 @@ class Run:
             if not (d / "selection.json").exists():
                 self._accumulate(i, cands)
             selection = json.loads((d / "selection.json").read_text())
-            self.log(f"iteration {i}: {selection['sampled']} sampled, {selection['accepted']} accepted "
+            written = f" + {selection['written']} written by people" if selection.get("written") else ""
+            self.log(f"iteration {i}: {selection['sampled']} sampled{written}, {selection['accepted']} accepted "
                      f"(threshold {selection['threshold']:.3f}), {selection['new']} new, {selection['total']} in train")
             if selection["new"] == 0:
                 return None, f"no new rationale was accepted in iteration {i}"
@@ -269,8 +270,9 @@ class Run:
     def _accumulate(self, i: int, cands: list[Candidate]) -> None:
         d = self.iter_dir(i)
         judgements = read_jsonl(d / "judgements.jsonl", Judgement)
-        if (d / "written.jsonl").exists():  # rationales people wrote themselves (accepted)
-            cands = cands + read_jsonl(d / "written.jsonl", Candidate)
+        sampled = len(cands)
+        written = read_jsonl(d / "written.jsonl", Candidate) if (d / "written.jsonl").exists() else []
+        cands = cands + written  # rationales people wrote themselves (accepted)
         verdict = {j.candidate_id: j for j in judgements}
         previous = read_jsonl(self.iter_dir(i - 1) / "train.jsonl", Candidate) if i > 0 else []
         have = {(c.example_id, c.rationale) for c in previous}
@@ -282,7 +284,7 @@ class Run:
             kinds[selector_kind(j.selector)] = kinds.get(selector_kind(j.selector), 0) + 1
         threshold = min((j.score for j in judgements if j.accepted), default=float("nan"))
         write_json(d / "selection.json", {
-            "sampled": len(cands), "accepted": len(accepted), "new": len(new), "total": len(previous) + len(new),
+            "sampled": sampled, "written": len(written), "accepted": len(accepted), "new": len(new), "total": len(previous) + len(new),
             "examples_with_accepted": len({c.example_id for c in accepted}),
             "threshold": threshold, "judgements_by_kind": kinds,
         })
