@@ -166,6 +166,20 @@ def test_images_only_from_the_runs_dataset(world, tmp_path):
         assert r.status_code in (404, 308) and b"secret" not in r.data, path
 
 
+def test_a_batch_added_while_serving_has_its_images(tmp_path, shapes_small):
+    examples = load_examples(shapes_small, "train")
+    by_id = {ex.id: ex for ex in examples}
+    store = Store.of_run(tmp_path)
+    store.add_batch("iter-000", by_id, make_candidates(examples[:1]), k=1)
+    client = create_app(store).test_client()
+    task = client.get("/api/next?annotator=a").get_json()["task"]
+    assert client.post("/api/judge", json={"task": task["task"], "annotator": "a", "none": True}).status_code == 201
+    assert client.get("/api/next?annotator=a").get_json()["task"] is None
+    store.add_batch("iter-001", by_id, make_candidates(examples[5:6]), k=1)  # iterate's next batch
+    task = client.get("/api/next?annotator=a").get_json()["task"]
+    assert task["example_id"] == examples[5].id and client.get(task["image_url"]).status_code == 200
+
+
 def test_token_is_required_off_the_loopback(world):
     store, _, _ = world
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")

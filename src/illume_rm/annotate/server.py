@@ -51,13 +51,21 @@ def create_app(store: Store, token: str | None = None, show_suggestions: bool = 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     page = resources.files("illume_rm.annotate").joinpath("page.html").read_text(encoding="utf-8")
-    images = {str(Path(p).resolve()) for p in store.image_paths()}
-    root = image_root(images)
+    known: dict = {}
+
+    def refresh() -> None:
+        """The stored questions' images (re-read when a batch added while serving brings new ones)."""
+        known["images"] = {str(Path(p).resolve()) for p in store.image_paths()}
+        known["root"] = image_root(known["images"])
+
+    refresh()
 
     def url_of(path: str | None) -> str | None:
-        if not path or root is None:
+        if not path:
             return None
-        rel = Path(path).resolve().relative_to(root).as_posix()
+        if str(Path(path).resolve()) not in known["images"]:
+            refresh()
+        rel = Path(path).resolve().relative_to(known["root"]).as_posix()
         return f"/images/{rel}" + (f"?token={token}" if token else "")
 
     @app.before_request
@@ -145,10 +153,11 @@ def create_app(store: Store, token: str | None = None, show_suggestions: bool = 
 
     @app.get("/images/<path:rel>")
     def image(rel: str):
+        root = known["root"]
         if root is None or ".." in Path(rel).parts or rel.startswith("/"):
             abort(404, "no such image")
         path = (root / rel).resolve()
-        if str(path) not in images or not path.is_relative_to(root):
+        if str(path) not in known["images"] or not path.is_relative_to(root):
             abort(404, "no such image")
         if not path.is_file():
             abort(404, f"the image file is missing: {path}")
