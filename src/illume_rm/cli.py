@@ -98,20 +98,26 @@ def data_export(name, out, split, data_path, images, overrides):
 
 
 # -- warm-up ----------------------------------------------------------------------------
+def base_vlm(recipe, path=None):
+    """The recipe's base VLM (the built-in one before warm-up, or a local HF folder), or the VLM at path."""
+    from .vlm import load_vlm
+
+    return load_vlm(path or recipe.model.base, device=recipe.model.device, image_size=recipe.model.image_size,
+                    image_grid=recipe.model.image_grid)
+
+
 def warmup_checkpoint(recipe, log=click.echo) -> Path:
     """The cached warm-up checkpoint for this recipe, trained when missing."""
     from .data import load_examples
     from .paths import cache_dir
     from .train.warmup import run_warmup
-    from .vlm import load_vlm
 
     out = cache_dir() / "warmup" / recipe.hash("seed", "data", "model", "warmup")
     if (out / "warmup.json").exists():
         log(f"warm-up checkpoint found (cached for this recipe): {out}")
         return out
     train, val = load_examples(recipe.data, "train"), load_examples(recipe.data, "val")
-    vlm = load_vlm(recipe.model.base, device=recipe.model.device, image_size=recipe.model.image_size,
-                   image_grid=recipe.model.image_grid)
+    vlm = base_vlm(recipe)
     images = [e.image for e in train + val if e.image]
     if images and hasattr(vlm, "features"):  # computed once, before training (text-only data has none)
         vlm.features.get(images, progress=True)
@@ -158,11 +164,8 @@ def _examples_by_id(recipe, splits=("train", "val", "test")):
 
 def _model(recipe, checkpoint, adapter):
     from .train.lora import load_adapter
-    from .vlm import load_vlm
 
-    path = checkpoint or str(warmup_checkpoint(recipe))
-    vlm = load_vlm(path, device=recipe.model.device, image_size=recipe.model.image_size,
-                   image_grid=recipe.model.image_grid)
+    vlm = base_vlm(recipe, checkpoint or str(warmup_checkpoint(recipe)))
     if adapter:
         load_adapter(vlm, adapter)
     return vlm
@@ -363,9 +366,8 @@ def annotate(run_dir, host, port, token, reward_dir, hide_suggestions, cands_pat
         _suggest(store, run, Path(reward_dir))
     if status or export_dir:
         _annotation_status(store)
-    if export_dir:
-        _export_annotations(store, Path(export_dir))
-    if status or export_dir:
+        if export_dir:
+            _export_annotations(store, Path(export_dir))
         return
     if not any(p.pending for p in store.progress()):
         click.echo("nothing is pending: every question has its judgements (see --status, --export)")
@@ -406,11 +408,8 @@ def _suggest(store, run: Path, reward_dir: Path) -> None:
     vlm = None
     if json.loads((reward_dir / "reward.json").read_text()).get("kind") == "image-aware":
         from .config import load_recipe
-        from .vlm import load_vlm
 
-        r = load_recipe(str(run / "recipe.yaml")) if (run / "recipe.yaml").exists() else load_recipe(None)
-        vlm = load_vlm(r.model.base, device=r.model.device, image_size=r.model.image_size,
-                       image_grid=r.model.image_grid)
+        vlm = base_vlm(load_recipe(str(run / "recipe.yaml")) if (run / "recipe.yaml").exists() else load_recipe(None))
     scorer = load_reward(reward_dir, vlm=vlm)
     by_id = {ex.id: ex for _, ex, _ in todo}
     probs = scorer.score(by_id, [c for _, _, c in todo])
@@ -449,10 +448,7 @@ def train_reward_cmd(recipe, cands_path, judg_path, kind, limit, out, data_path,
     rows = labelled_rows(examples, cands, judgements)
     vlm = None
     if r.selector.reward.kind == "image-aware":  # only its frozen vision encoder is used
-        from .vlm import load_vlm
-
-        vlm = load_vlm(r.model.base, device=r.model.device, image_size=r.model.image_size,
-                       image_grid=r.model.image_grid)
+        vlm = base_vlm(r)
     report = train_reward(rows, r.selector.reward, out, vlm=vlm)
     held = report.get("heldout")
     if held:

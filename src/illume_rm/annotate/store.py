@@ -224,14 +224,11 @@ class Store:
         if not none and not accepted and not written:
             raise Refused("tick the acceptable rationales, or 'none acceptable'")
         with self._tx(write=True) as conn:
-            if conn.execute("SELECT 1 FROM tasks WHERE id = ?", (task,)).fetchone() is None:
-                raise Refused(f"unknown task {task}", 404)
+            _check_open(conn, task, annotator)
             ids = [r[0] for r in conn.execute("SELECT id FROM candidates WHERE task = ? ORDER BY position", (task,))]
             unknown = sorted(accepted - set(ids))
             if unknown:
                 raise Refused(f"task {task} has no candidate {unknown[0]}", 404)
-            if conn.execute("SELECT 1 FROM submissions WHERE task = ? AND annotator = ?", (task, annotator)).fetchone():
-                raise Refused(f"{annotator} has already answered task {task}", 409)
             sub = conn.execute(
                 "INSERT INTO submissions (task, annotator, kind, written, suggestions_shown, time) "
                 "VALUES (?, ?, 'judged', ?, ?, ?)",
@@ -245,10 +242,7 @@ class Store:
     def skip(self, task: int, annotator: str) -> None:
         annotator = check_name(annotator)
         with self._tx(write=True) as conn:
-            if conn.execute("SELECT 1 FROM tasks WHERE id = ?", (task,)).fetchone() is None:
-                raise Refused(f"unknown task {task}", 404)
-            if conn.execute("SELECT 1 FROM submissions WHERE task = ? AND annotator = ?", (task, annotator)).fetchone():
-                raise Refused(f"{annotator} has already answered task {task}", 409)
+            _check_open(conn, task, annotator)
             conn.execute("INSERT INTO submissions (task, annotator, kind, time) VALUES (?, ?, 'skipped', ?)",
                          (task, annotator, time.time()))
             conn.execute("DELETE FROM leases WHERE task = ? AND annotator = ?", (task, annotator))
@@ -318,6 +312,14 @@ class Store:
         with self._tx() as conn:
             return {r[0]: r[1] for r in conn.execute(
                 "SELECT annotator, COUNT(*) FROM submissions WHERE kind = 'judged' GROUP BY annotator ORDER BY 1")}
+
+
+def _check_open(conn: sqlite3.Connection, task: int, annotator: str) -> None:
+    """Refuse a submission for an unknown task, or a second one by the same person."""
+    if conn.execute("SELECT 1 FROM tasks WHERE id = ?", (task,)).fetchone() is None:
+        raise Refused(f"unknown task {task}", 404)
+    if conn.execute("SELECT 1 FROM submissions WHERE task = ? AND annotator = ?", (task, annotator)).fetchone():
+        raise Refused(f"{annotator} has already answered task {task}", 409)
 
 
 def check_name(annotator) -> str:

@@ -30,7 +30,7 @@ def people_table(run_dir: Path) -> str:
         return ""
     from ..annotate.store import Store
 
-    store = Store(run_dir / "annotations.sqlite")
+    store = Store.of_run(run_dir)
     rows = ["| batch | questions | rationales | people per question | judgements in | pending | closed by skips | "
             "people | judged by 2+ | Fleiss' kappa | Cohen's kappa (mean over pairs) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in store.progress():
