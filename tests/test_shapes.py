@@ -57,3 +57,22 @@ def test_images_are_drawn_at_the_configured_size(shapes_small):
         assert img.size == (64, 64)
     again = load_examples(shapes_small, "val")
     assert [e.id for e in again] == [e.id for e in examples]
+
+
+def test_grounding_questions_are_true_of_their_scene():
+    """Warm-up's grounding questions: one per grid cell (what is there) and one per object (where it is)."""
+    for ex in generate(ShapesConfig(train=60), "train", None)[::3]:
+        scene, pairs = ex.meta["scene"], ex.meta["grounding"]
+        cells = [(q, a) for q, a in pairs if q.startswith("What is")]
+        wheres = [(q, a) for q, a in pairs if q.startswith("Where is")]
+        assert len(cells) == 9 and len(wheres) == len(scene["objects"])
+        assert sum(a == "nothing" for _, a in cells) == 9 - len(scene["objects"])
+        for q, a in cells:
+            place = q[len("What is "):-1]
+            if a != "nothing":
+                assert check_rationale(scene, f"there is {a} {place}").ok, (q, a)
+        for q, a in wheres:
+            name = q[len("Where is "):-1]
+            assert check_rationale(scene, f"{name} is {a}").ok, (q, a)
+            others = [p for p in ("in the top left", "in the bottom right", "in the centre") if p != a]
+            assert not check_rationale(scene, f"{name} is {others[0]}").ok, (q, others[0])

@@ -41,3 +41,33 @@ def test_warmup_on_text_only_data(tiny_vlm_path, tmp_path):
                                  "--set", "warmup.steps=2", "--set", "warmup.batch_size=4"])
     assert r.exit_code == 0, r.output
     assert "after" in r.output
+
+
+def test_warmup_steps_on_grounding_questions_under_bf16(tiny_vlm_path, tmp_path):
+    """The three kinds of warm-up step (captions, grounding questions, answer-only questions) under bf16
+    autocast; grounding questions come from the data (shapes: what is in each cell, where each object is)."""
+    from illume_rm.data import load_examples
+    from illume_rm.config import load_recipe
+    from illume_rm.train.warmup import warmup_items
+
+    sets = ["--set", f"model.base={tiny_vlm_path}", "--set", "model.image_size=64",
+            "--set", "data.shapes={train: 12, val: 4, test: 2, image_size: 64}"]
+    recipe = load_recipe(None, [s for s in sets if s != "--set"])
+    train = load_examples(recipe.data, "train")
+    answers, captions, grounded = warmup_items(train)
+    assert len(answers) == 36 and len(captions) == 12
+    assert len(grounded) == sum(9 + len(ex.meta["scene"]["objects"]) for ex in train[::3])
+    assert ("Q: What is in the centre? A:" in {p for _, p, _ in grounded}
+            and all(t.startswith(" ") for _, _, t in grounded))
+    r = CliRunner().invoke(cli, ["warmup", *sets, "--set", "warmup.steps=4", "--set", "warmup.batch_size=4",
+                                 "--set", "warmup.caption_fraction=0.3", "--set", "warmup.grounding_fraction=0.4",
+                                 "--set", "warmup.precision=bf16", "--out", str(tmp_path / "ck")])
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "ck" / "warmup.json").read_text())
+    assert report["config"]["precision"] == "bf16" and all(l == l for l in report["losses"])  # no NaN
+
+
+def test_unknown_precision_is_refused_before_any_work(tmp_path):
+    r = CliRunner().invoke(cli, ["warmup", "--set", "warmup.precision=fp16", "--out", str(tmp_path / "ck")])
+    assert r.exit_code == 2 and "warmup.precision: expected one of fp32, bf16, got 'fp16'" in r.output
+    assert not (tmp_path / "ck").exists()

@@ -101,6 +101,20 @@ def caption(scene: dict) -> str:
     return f"{lead}: {_list(parts)}"
 
 
+def grounding(scene: dict) -> list[list[str]]:
+    """Answer-only grounding questions about one image, for warm-up (as VLM pretraining uses region
+    descriptions and referring expressions): what is in each cell, where each object is."""
+    cells = {(o["row"], o["col"]): o for o in scene["objects"]}
+    out = []
+    for row in range(3):
+        for col in range(3):
+            o = cells.get((row, col))
+            out.append([f"What is {place_phrase(row, col)}?", _a(o, size=True) if o else "nothing"])
+    for o in scene["objects"]:
+        out.append([f"Where is the {_name(o)}?", place_phrase(o["row"], o["col"])])
+    return out
+
+
 def _question(scene: dict, family: str, rng: random.Random) -> tuple[str, str, list[str], list[int]] | None:
     """(question, answer, three references, focus object indices), or None if the family does not fit."""
     objs = scene["objects"]
@@ -258,6 +272,7 @@ def generate(cfg: ShapesConfig, split: str, image_dir: Path | None) -> list[Exam
                 os.replace(tmp, path)
             path = str(path)
         cap = caption(scene)
+        ground = grounding(scene)
         families = list(FAMILIES)
         rng.shuffle(families)
         made = 0
@@ -271,7 +286,8 @@ def generate(cfg: ShapesConfig, split: str, image_dir: Path | None) -> list[Exam
             examples.append(Example(
                 id=f"shapes-{image_id}-q{made}", image=path, question=q, answers=[answer],
                 explanations=refs,
-                meta={"family": family, "scene": scene, "caption": cap, "focus": focus, "image_id": image_id},
+                meta={"family": family, "scene": scene, "caption": cap, "grounding": ground, "focus": focus,
+                      "image_id": image_id},
             ))
             made += 1
     return examples
