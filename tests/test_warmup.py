@@ -71,3 +71,10 @@ def test_unknown_precision_is_refused_before_any_work(tmp_path):
     r = CliRunner().invoke(cli, ["warmup", "--set", "warmup.precision=fp16", "--out", str(tmp_path / "ck")])
     assert r.exit_code == 2 and "warmup.precision: expected one of fp32, bf16, got 'fp16'" in r.output
     assert not (tmp_path / "ck").exists()
+
+
+def test_step_shares_that_leave_no_room_are_refused(tmp_path):
+    r = CliRunner().invoke(cli, ["warmup", "--set", "warmup.caption_fraction=0.6", "--set",
+                                 "warmup.grounding_fraction=0.5", "--out", str(tmp_path / "ck")])
+    assert r.exit_code == 2 and "caption_fraction (0.6) and grounding_fraction (0.5)" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "ck").exists()

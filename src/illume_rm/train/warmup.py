@@ -21,6 +21,7 @@ from typing import Callable, Literal, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import UserError
 from ..records import Example, write_json
 from ..vlm.base import ANSWER_TEMPLATE, VLM, Item, answer_prompt
 from ..evaluate.accuracy import accuracy_by_family, chance_by_family
@@ -41,9 +42,15 @@ class WarmupConfig:
     grounding_fraction: float = 0.0    # share of steps on grounding questions (what is where), where the data has them
     eval_examples: int | None = None   # val examples for the before/after accuracy (None: the whole split)
     eval_every: int | None = None      # also measure val accuracy every N steps (the curve in warmup.json)
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: forward/backward under bfloat16 autocast
-                                                 # (weights and Adam stay fp32); 10-25% faster on this CPU
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: forward/backward under bfloat16 autocast (weights and
+                                                 # Adam stay fp32); benchmarks/warmup_precision.py measures it
     lora: LoraConfig = field(default_factory=LoraConfig)
+
+    def __post_init__(self):
+        shares = {"caption_fraction": self.caption_fraction, "grounding_fraction": self.grounding_fraction}
+        if any(not 0 <= v <= 1 for v in shares.values()) or sum(shares.values()) > 1:
+            raise UserError(f"warmup: caption_fraction ({self.caption_fraction}) and grounding_fraction "
+                            f"({self.grounding_fraction}) are shares of the steps: each 0 to 1, together at most 1")
 
 
 def autocast(vlm: VLM, precision: str):
