@@ -76,3 +76,19 @@ def test_grounding_questions_are_true_of_their_scene():
             assert check_rationale(scene, f"{name} is {a}").ok, (q, a)
             others = [p for p in ("in the top left", "in the bottom right", "in the centre") if p != a]
             assert not check_rationale(scene, f"{name} is {others[0]}").ok, (q, others[0])
+
+
+def test_compare_questions_do_not_name_the_compared_attribute():
+    # "Is the red circle the same color as the blue square?" answers itself from the text
+    exs = generate(ShapesConfig(train=400), "train", None)
+    compare = [e for e in exs if e.meta["family"] == "compare"]
+    assert len(compare) > 30
+    seen = Counter()
+    for e in compare:
+        attr = next(a for a in ("color", "shape", "size") if a in e.question)
+        seen[attr] += 1
+        a, b = (e.meta["scene"]["objects"][i] for i in e.meta["focus"])
+        words = set(e.question.rstrip("?").split())
+        assert not words & {a[attr], b[attr]}, e.question
+        assert check_rationale(e.meta["scene"], e.explanations[0]).ok  # the referring expressions resolve
+    assert set(seen) == {"color", "shape", "size"}

@@ -5,7 +5,7 @@ from click.testing import CliRunner
 from illume_rm.cli import cli
 
 
-def test_warmup_trains_saves_and_is_cached(tiny_vlm_path, tmp_path):
+def test_warmup_trains_saves_and_is_cached(tiny_vlm_path, tmp_path, monkeypatch):
     args = ["warmup", "--set", f"model.base={tiny_vlm_path}", "--set", "model.image_size=64",
             "--set", "data.shapes={train: 20, val: 6, test: 2, image_size: 64}",
             "--set", "warmup.steps=3", "--set", "warmup.batch_size=4", "--set", "warmup.eval_every=2",
@@ -22,6 +22,12 @@ def test_warmup_trains_saves_and_is_cached(tiny_vlm_path, tmp_path):
     assert set(report["after"]) >= {"all"} and (tmp_path / "copy" / "model.safetensors").exists()
     second = CliRunner().invoke(cli, args)
     assert second.exit_code == 0 and "cached for this recipe" in second.output
+    # a checkpoint trained on questions an older generator wrote is not reused
+    import illume_rm.data.shapes as shapes
+
+    monkeypatch.setattr(shapes, "GENERATOR_VERSION", shapes.GENERATOR_VERSION + 1)
+    third = CliRunner().invoke(cli, args)
+    assert third.exit_code == 0 and "cached for this recipe" not in third.output and "after" in third.output
     # the checkpoint loads back as a VLM
     from illume_rm.vlm import load_vlm
 

@@ -1,6 +1,8 @@
 """The `illume-rm` command."""
 from __future__ import annotations
 
+import hashlib
+
 import json
 from pathlib import Path
 
@@ -108,11 +110,14 @@ def base_vlm(recipe, path=None):
 
 def warmup_checkpoint(recipe, log=click.echo) -> Path:
     """The cached warm-up checkpoint for this recipe, trained when missing."""
-    from .data import load_examples
+    from .data import generator_version, load_examples
     from .paths import cache_dir
     from .train.warmup import run_warmup
 
-    out = cache_dir() / "warmup" / recipe.hash("seed", "data", "model", "warmup")
+    key = recipe.hash("seed", "data", "model", "warmup")
+    if generator_version(recipe.data):  # data a generator writes: its version too (version 0 keeps old keys)
+        key = hashlib.sha1(f"{key}/{generator_version(recipe.data)}".encode()).hexdigest()[:12]
+    out = cache_dir() / "warmup" / key
     if (out / "warmup.json").exists():
         log(f"warm-up checkpoint found (cached for this recipe): {out}")
         return out

@@ -33,6 +33,15 @@ class DataConfig:
     shapes: ShapesConfig = field(default_factory=ShapesConfig)
 
 
+def generator_version(cfg: DataConfig) -> int:
+    """The version of the code that writes this dataset's questions (what a cache must key on
+    besides the config): the shapes generator's; 0 for data read from files."""
+    if cfg.name == "shapes":
+        from .shapes import GENERATOR_VERSION
+        return GENERATOR_VERSION
+    return 0
+
+
 def _check_images(examples: list[Example], where: str) -> None:
     for ex in examples:
         if ex.image is not None and not Path(ex.image).is_file():

@@ -22,6 +22,10 @@ from ..records import Example
 from .scene import COLORS, SHAPES, SIZES, number_word, place_phrase
 
 FAMILIES = ("exist", "count", "query", "compare", "spatial")
+# Bumped whenever the same config generates different questions or references, so that what was
+# cached from the old ones (warm-up checkpoints) is not reused. 2: compare questions no longer name
+# the compared attribute.
+GENERATOR_VERSION = 2
 SPLIT_OFFSETS = {"train": 0, "val": 1, "test": 2}
 _RGB = {
     "red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220),
@@ -81,6 +85,21 @@ def draw_scene(scene: dict, size: int) -> Image.Image:
 
 def _name(o: dict) -> str:
     return f"{o['color']} {o['shape']}"
+
+
+def _refer(o: dict, objs: list[dict], hide: str) -> str:
+    """The shortest description that picks out ``o`` alone among ``objs`` without naming its ``hide``
+    attribute (as CLEVR's compare templates leave the compared attribute unsaid): 'circle',
+    'large circle', 'red object', or else its place ('object in the top left')."""
+    options = {"color": [("shape",), ("size", "shape")],
+               "shape": [("color",), ("size", "color")],
+               "size": [("color", "shape"), ("shape",), ("color",)]}[hide]
+    options = sorted(options, key=len)
+    for keys in options:
+        if sum(all(x[k] == o[k] for k in keys) for x in objs) == 1:
+            words = [o[k] for k in keys]
+            return " ".join(words) + ("" if "shape" in keys else " object")
+    return "object " + place_phrase(o["row"], o["col"])
 
 
 def _a(o: dict, size: bool = False, place: bool = False) -> str:
@@ -206,20 +225,22 @@ def _question(scene: dict, family: str, rng: random.Random) -> tuple[str, str, l
         fitting = [(i, j) for i, j in pairs if (objs[i][attr] == objs[j][attr]) == want_same]
         i, j = rng.choice(fitting or pairs)
         a, b = objs[i], objs[j]
+        # name each object without the compared attribute, or the question gives its answer away
+        ra, rb = _refer(a, objs, attr), _refer(b, objs, attr)
         if attr == "color":
-            # colour and shape are unique together, so compare colours of two different shapes or colours
-            q = f"Is the {_name(a)} the same color as the {_name(b)}?"
+            q = f"Is the {ra} the same color as the {rb}?"
         elif attr == "shape":
-            q = f"Are the {_name(a)} and the {_name(b)} the same shape?"
+            q = f"Are the {ra} and the {rb} the same shape?"
         else:
-            q = f"Is the {_name(a)} the same size as the {_name(b)}?"
+            q = f"Is the {ra} the same size as the {rb}?"
         same = a[attr] == b[attr]
         word = {"color": "color", "shape": "shape", "size": "size"}[attr]
+        value = lambda o: o[attr] if attr != "shape" else "a " + o["shape"]
         refs = [
-            f"the {_name(a)} and the {_name(b)} are " + (f"the same {word}" if same else f"different {word}s"),
-            f"the {_name(a)} is {a[attr] if attr != 'shape' else 'a ' + a['shape']} and the {_name(b)} is {b[attr] if attr != 'shape' else 'a ' + b['shape']}",
-            f"the {_name(a)} has the {'same' if same else 'different'} {word} as the {_name(b)}"
-            if same else f"the {_name(a)} and the {_name(b)} have different {word}s",
+            f"the {ra} and the {rb} are " + (f"the same {word}" if same else f"different {word}s"),
+            f"the {ra} is {value(a)} and the {rb} is {value(b)}",
+            f"the {_name(a)} has the same {word} as the {_name(b)}" if same
+            else f"the {_name(a)} and the {_name(b)} have different {word}s",
         ]
         return q, "yes" if same else "no", refs, [i, j]
     if family == "spatial":
