@@ -134,3 +134,9 @@ def test_a_run_folder_belongs_to_one_warm_up_checkpoint(recipe, tmp_path):
     Run(r, tmp_path / "run", tmp_path / "warm-a").prepare()  # the same start: resumes
     with pytest.raises(UserError, match="another warm-up checkpoint"):
         Run(r, tmp_path / "run", tmp_path / "warm-b").prepare()
+    # results from a version that did not record its warm-up start are not taken as this start's
+    (tmp_path / "run" / "warm-up.txt").unlink()
+    (tmp_path / "run" / "iter-000").mkdir()
+    with pytest.raises(UserError, match="not the warm-up checkpoint they started from"):
+        Run(r, tmp_path / "run", tmp_path / "warm-a").prepare()
+    assert not (tmp_path / "run" / "warm-up.txt").exists()  # nothing written

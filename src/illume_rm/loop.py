@@ -112,6 +112,9 @@ class Run:
         if started.exists() and started.read_text().strip() != str(self.warm.resolve()):
             raise UserError(f"{self.dir} was started from another warm-up checkpoint "
                             f"({started.read_text().strip()}); choose a new run folder (--run) or remove this one")
+        if not started.exists() and ((self.dir / "base" / "metrics.json").exists() or any(self.dir.glob("iter-*"))):
+            raise UserError(f"{self.dir} holds results but not the warm-up checkpoint they started from "
+                            "(a version before warm-up.txt); choose a new run folder (--run) or remove this one")
         atomic_write_text(existing, recipe_yaml(self.recipe))
         atomic_write_text(started, f"{self.warm.resolve()}\n")
 
