@@ -91,10 +91,9 @@ def _refer(o: dict, objs: list[dict], hide: str) -> str:
     """The shortest description that picks out ``o`` alone among ``objs`` without naming its ``hide``
     attribute (as CLEVR's compare templates leave the compared attribute unsaid): 'circle',
     'large circle', 'red object', or else its place ('object in the top left')."""
-    options = {"color": [("shape",), ("size", "shape")],
+    options = {"color": [("shape",), ("size", "shape")],  # fewest words first
                "shape": [("color",), ("size", "color")],
-               "size": [("color", "shape"), ("shape",), ("color",)]}[hide]
-    options = sorted(options, key=len)
+               "size": [("shape",), ("color",), ("color", "shape")]}[hide]
     for keys in options:
         if sum(all(x[k] == o[k] for k in keys) for x in objs) == 1:
             words = [o[k] for k in keys]
