@@ -28,6 +28,7 @@ from illume_rm.cli import base_vlm
 from illume_rm.config import load_recipe
 from illume_rm.data import load_examples
 from illume_rm.data.scene import place_phrase
+from illume_rm.errors import UserError
 from illume_rm.records import Example
 from illume_rm.train.warmup import format_table, run_warmup
 
@@ -61,7 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     recipe = load_recipe(a.recipe, a.set)
     if recipe.data.name != "shapes":
-        sys.exit("oracle_perception: needs shapes data (it describes each scene graph)")
+        raise UserError(f"oracle_perception: {a.recipe} uses data '{recipe.data.name}'; it needs shapes "
+                        "(it describes each scene graph)")
     cfg = recipe.warmup
     steps = a.steps or round(cfg.steps * (1 - cfg.caption_fraction - cfg.grounding_fraction))
     cfg = dataclasses.replace(cfg, steps=steps, caption_fraction=0.0, grounding_fraction=0.0, eval_every=a.eval_every)
@@ -76,4 +78,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as exc:  # bad input: one line, exit status 2, as the CLI does
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
