@@ -84,3 +84,93 @@ def test_step_shares_that_leave_no_room_are_refused(tmp_path):
                                  "warmup.grounding_fraction=0.5", "--out", str(tmp_path / "ck")])
     assert r.exit_code == 2 and "caption_fraction (0.6) and grounding_fraction (0.5)" in r.output
     assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "ck").exists()
+
+
+def _family_examples():
+    from illume_rm.records import Example
+
+    fams = ["count"] * 40 + ["compare"] * 40 + ["exist"] * 40
+    return [Example(id=str(i), question="q?", answers=["yes"], meta={"family": f}) for i, f in enumerate(fams)]
+
+
+def test_family_weights_draw_a_family_that_much_more_often():
+    import collections
+    import random
+
+    import pytest
+
+    from illume_rm.errors import UserError
+    from illume_rm.train.warmup import family_weights, weighted_sample
+
+    train = _family_examples()
+    assert family_weights(train, None) is None  # no weights: the plain uniform draw
+    w = family_weights(train, {"compare": 3, "exist": 0})
+    rng, seen = random.Random(0), collections.Counter()
+    for _ in range(300):
+        batch = weighted_sample(rng, train, w, 8)
+        assert len({ex.id for ex in batch}) == 8  # a batch never repeats a question
+        seen.update(ex.meta["family"] for ex in batch)
+    assert seen["exist"] == 0  # weight 0: never drawn
+    assert 2.2 < seen["compare"] / seen["count"] < 3.8  # about 3x (without replacement pulls it below 3)
+    with pytest.raises(UserError, match="no training question is of family spatial"):
+        family_weights(train, {"spatial": 2})
+    with pytest.raises(UserError, match="every question has weight 0"):
+        family_weights(train, {"count": 0, "compare": 0, "exist": 0})
+
+
+def test_constant_schedule_holds_the_learning_rate_and_cosine_decays_it(tiny_vlm_path, monkeypatch):
+    import torch
+
+    from illume_rm.train.warmup import WarmupConfig, train_warmup
+    from illume_rm.vlm import load_vlm
+
+    seen = []
+    step = torch.optim.AdamW.step
+
+    def recording_step(self, *a, **k):
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
+    train = _family_examples()[:8]
+    for schedule in ("constant", "cosine"):
+        seen.clear()
+        cfg = WarmupConfig(steps=6, batch_size=2, lr=1e-3, warmup_steps=2, caption_fraction=0.0, schedule=schedule)
+        train_warmup(load_vlm(tiny_vlm_path), train, cfg, log=lambda s: None)
+        if schedule == "constant":  # ramps up over the warm-up steps, then holds
+            assert seen == [5e-4] + [1e-3] * 5
+        else:  # decays all along, to near the 5% floor
+            assert all(a > b for a, b in zip(seen[1:], seen[2:])) and seen[-1] < 1e-4
+
+
+def test_image_positions_can_start_as_the_words_of_each_place(tiny_vlm_path):
+    import torch
+
+    from illume_rm.cli import base_vlm
+    from illume_rm.config import load_recipe
+    from illume_rm.vlm.modeling import grid_place
+
+    assert [grid_place(r, c, 3) for r in range(3) for c in range(3)][:5] == [
+        "top left", "top middle", "top right", "middle left", "centre"]
+    assert grid_place(0, 3, 4) == "top right" and grid_place(1, 1, 2) == "bottom right"  # other grids by thirds
+    zeros = load_recipe(None, [f"model.base={tiny_vlm_path}"])
+    words = load_recipe(None, [f"model.base={tiny_vlm_path}", "model.position_init=words"])
+    assert base_vlm(zeros).model.image_positions.abs().sum() == 0
+    vlm = base_vlm(words)
+    pos, emb = vlm.model.image_positions.detach(), vlm.model.get_input_embeddings().weight.detach()
+    assert torch.allclose(pos.norm(dim=-1), emb.norm(dim=-1).mean().expand(pos.shape[0]))
+    tok = vlm.processor.tokenizer
+    top_left = emb[tok(" top left", add_special_tokens=False)["input_ids"]].mean(0)
+    assert torch.nn.functional.cosine_similarity(pos[0], top_left, dim=0) > 0.999
+    assert not torch.allclose(pos[0], pos[-1])
+    # a setting added later leaves the cache keys of recipes that do not set it as they were
+    assert zeros.hash("model") == load_recipe(None, [f"model.base={tiny_vlm_path}", "model.position_init=zeros"]).hash("model")
+    assert zeros.hash("model") != words.hash("model")
+
+
+def test_family_weights_for_a_family_the_data_lacks_are_refused_before_any_work(tiny_vlm_path, tmp_path):
+    r = CliRunner().invoke(cli, ["warmup", "--set", f"model.base={tiny_vlm_path}", "--set", "model.image_size=64",
+                                 "--set", "data.shapes={train: 6, val: 2, test: 2, image_size: 64}",
+                                 "--set", "warmup.family_weights={comparison: 3}", "--out", str(tmp_path / "ck")])
+    assert r.exit_code == 2 and "no training question is of family comparison" in r.output
+    assert "before" not in r.output and not (tmp_path / "ck").exists()

@@ -103,8 +103,13 @@ def base_vlm(recipe, path=None):
     """The recipe's base VLM (the built-in one before warm-up, or a local HF folder), or the VLM at path."""
     from .vlm import load_vlm
 
-    return load_vlm(path or recipe.model.base, device=recipe.model.device, image_size=recipe.model.image_size,
-                    image_grid=recipe.model.image_grid)
+    vlm = load_vlm(path or recipe.model.base, device=recipe.model.device, image_size=recipe.model.image_size,
+                   image_grid=recipe.model.image_grid)
+    if path is None and recipe.model.position_init == "words":
+        if not hasattr(vlm.model, "init_positions_from_words"):
+            raise UserError(f"model.position_init: 'words' is for the built-in VLM, not {recipe.model.base}")
+        vlm.model.init_positions_from_words(vlm.processor.tokenizer)
+    return vlm
 
 
 def warmup_checkpoint(recipe, log=click.echo) -> Path:

@@ -9,7 +9,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -28,6 +28,10 @@ class ModelConfig:
     image_size: int = 192          # built-in VLM: the encoder's input resolution
     image_grid: int = 3            # built-in VLM: image tokens per side (pooled feature map)
     device: str | None = None      # None: cuda when available, else cpu
+    # built-in VLM: what the learned position added to each image token starts as: "zeros", or "words",
+    # the word embedding of its grid cell's place ("top left", "centre", ...), so that an image token
+    # carries where it is in words the language model already reads
+    position_init: Literal["zeros", "words"] = field(default="zeros", metadata={"hash_default": False})
 
 
 @dataclass
@@ -82,9 +86,29 @@ class Recipe:
         return dataclasses.asdict(self)
 
     def hash(self, *sections: str) -> str:
-        d = self.to_dict()
+        """A short key of these sections. A field added after keys were first cached (its metadata says
+        ``hash_default: False``) is left out while at its default, so old caches keep their keys."""
+        d = _hashable(self)
         picked = {k: d[k] for k in sections} if sections else d
         return hashlib.sha1(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _hashable(obj: Any) -> Any:
+    """``dataclasses.asdict``, less the fields that hash only when set (see ``Recipe.hash``)."""
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_hashable(v) for v in obj)
+    if isinstance(obj, dict):
+        return {k: _hashable(v) for k, v in obj.items()}
+    if not dataclasses.is_dataclass(obj):
+        return obj
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if f.metadata.get("hash_default") is False and value == default:
+            continue
+        out[f.name] = _hashable(value)
+    return out
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:

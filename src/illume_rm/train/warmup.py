@@ -45,8 +45,15 @@ class WarmupConfig:
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: forward/backward under bfloat16 autocast (weights and
                                                  # Adam stay fp32); benchmarks/warmup_precision.py measures it
     lora: LoraConfig = field(default_factory=LoraConfig)
+    # how often each question family is drawn for answer-only steps, relative to its share of the
+    # training questions (e.g. {compare: 3, spatial: 3}: three times as often; unnamed families 1)
+    family_weights: dict[str, float] | None = field(default=None, metadata={"hash_default": False})
+    # learning rate after the warm-up steps: "cosine" decays to 5%, "constant" holds it
+    schedule: Literal["cosine", "constant"] = field(default="cosine", metadata={"hash_default": False})
 
     def __post_init__(self):
+        if self.family_weights and any(w < 0 for w in self.family_weights.values()):
+            raise UserError(f"warmup.family_weights: weights must be 0 or more, got {self.family_weights}")
         shares = {"caption_fraction": self.caption_fraction, "grounding_fraction": self.grounding_fraction}
         if any(not 0 <= v <= 1 for v in shares.values()) or sum(shares.values()) > 1:
             raise UserError(f"warmup: caption_fraction ({self.caption_fraction}) and grounding_fraction "
@@ -76,6 +83,28 @@ def warmup_items(train: Sequence[Example]) -> tuple[list[Item], list[Item], list
     return answers, captions, grounded
 
 
+def family_weights(train: Sequence[Example], weights: dict[str, float] | None) -> list[float] | None:
+    """Sampling weight of each training question (in ``warmup_items`` order) from its family's weight;
+    None when no weights are set. A named family the data does not have is an error."""
+    if not weights:
+        return None
+    families = {ex.meta.get("family") for ex in train}
+    unknown = sorted(set(weights) - families)
+    if unknown:
+        raise UserError(f"warmup.family_weights: no training question is of family {', '.join(unknown)} "
+                        f"(the data has: {', '.join(sorted(str(f) for f in families))})")
+    out = [float(weights.get(ex.meta.get("family"), 1.0)) for ex in train]
+    if not any(out):
+        raise UserError("warmup.family_weights: every question has weight 0")
+    return out
+
+
+def weighted_sample(rng: random.Random, pool: Sequence, weights: Sequence[float], k: int) -> list:
+    """k distinct items drawn with probability proportional to weight (fewer if fewer have weight)."""
+    keyed = sorted(((rng.random() ** (1.0 / w), i) for i, w in enumerate(weights) if w > 0), reverse=True)
+    return [pool[i] for _, i in keyed[:k]]
+
+
 def evaluate_answers(vlm: VLM, val: Sequence[Example]) -> dict[str, float]:
     return accuracy_by_family(val, vlm.answer(val))
 
@@ -100,6 +129,7 @@ def train_warmup(vlm: VLM, train: Sequence[Example], cfg: WarmupConfig, seed: in
     rng = random.Random(seed)
     torch.manual_seed(seed)
     answers, captions, grounded = warmup_items(train)
+    answer_weights = family_weights(train, cfg.family_weights)
     model = add_lora(vlm, cfg.lora)
     log(f"warm-up: {count_trainable(model):,} trainable parameters, {cfg.steps} steps of {cfg.batch_size}")
     proj = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("projector")]
@@ -112,7 +142,8 @@ def train_warmup(vlm: VLM, train: Sequence[Example], cfg: WarmupConfig, seed: in
     bar = tqdm(range(cfg.steps), desc="warm-up")
     for step in bar:
         scale = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
-        scale *= 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+        if cfg.schedule == "cosine":
+            scale *= 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
         for g, lr in zip(opt.param_groups, base_lrs):
             g["lr"] = lr * max(scale, 0.05)
         u = rng.random()
@@ -122,7 +153,10 @@ def train_warmup(vlm: VLM, train: Sequence[Example], cfg: WarmupConfig, seed: in
             pool = grounded
         else:
             pool = answers
-        batch = rng.sample(pool, min(cfg.batch_size, len(pool)))
+        if pool is answers and answer_weights is not None:
+            batch = weighted_sample(rng, answers, answer_weights, cfg.batch_size)
+        else:
+            batch = rng.sample(pool, min(cfg.batch_size, len(pool)))
         with autocast(vlm, cfg.precision):
             loss = vlm.loss(batch)
         opt.zero_grad(set_to_none=True)
@@ -144,6 +178,7 @@ def train_warmup(vlm: VLM, train: Sequence[Example], cfg: WarmupConfig, seed: in
 def run_warmup(vlm: VLM, train: Sequence[Example], val: Sequence[Example], cfg: WarmupConfig, out: Path,
                seed: int = 0, log: Callable[[str], None] = print) -> dict:
     """Accuracy before, training, accuracy after; saves the checkpoint and warmup.json in `out`."""
+    family_weights(train, cfg.family_weights)  # a family the data lacks: refused before any work
     if cfg.eval_examples is not None:
         val = list(val)[: cfg.eval_examples]
     chance = chance_by_family(train, val)

@@ -49,6 +49,14 @@ class IllumeVLMConfig(PreTrainedConfig):
         return self.image_grid * self.image_grid
 
 
+def grid_place(row: int, col: int, grid: int) -> str:
+    """A grid cell's place in words: 'top left', 'middle right', 'centre' (on a grid other than 3x3,
+    by which third of the image the cell's centre lies in)."""
+    third = lambda i: min(2, int((i + 0.5) / grid * 3))  # noqa: E731
+    vert, horiz = ("top", "middle", "bottom")[third(row)], ("left", "middle", "right")[third(col)]
+    return "centre" if (vert, horiz) == ("middle", "middle") else f"{vert} {horiz}"
+
+
 class IllumeVLMForConditionalGeneration(PreTrainedModel):
     config: IllumeVLMConfig
     config_class = IllumeVLMConfig
@@ -99,6 +107,22 @@ class IllumeVLMForConditionalGeneration(PreTrainedModel):
             probe = torch.rand(64, self.config.vision_dim) * 6.0  # ReLU6 range
             tokens = self.projector(probe.to(self.projector[1].weight.dtype)).float().norm(dim=-1).mean().item()
         self.config.image_scale = words / max(tokens, 1e-6)
+
+    def init_positions_from_words(self, tokenizer) -> None:
+        """Start each image token's learned position at the word embedding of its grid cell's place
+        ("top left", "middle right", "centre"; the mean of the phrase's tokens), scaled to the mean
+        norm of a word embedding: the token then carries where it is in words the language model
+        reads, where a zero start leaves place to be learned from nothing (and it was not, here)."""
+        n = self.config.image_grid
+        words = self.get_input_embeddings().weight.detach().float()
+        rows = []
+        for row in range(n):
+            for col in range(n):
+                ids = tokenizer(" " + grid_place(row, col, n), add_special_tokens=False)["input_ids"]
+                vec = words[ids].mean(0)
+                rows.append(vec / vec.norm().clamp_min(1e-6))
+        with torch.no_grad():
+            self.image_positions.copy_(torch.stack(rows) * words.norm(dim=-1).mean())
 
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] normalised pixels -> [B, grid*grid, 1280] features of the (frozen) encoder.
