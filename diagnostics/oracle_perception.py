@@ -11,6 +11,8 @@ the image features, but by how fast the LM learns the reasoning itself.
 
     .venv/bin/python diagnostics/oracle_perception.py                 # the demo recipe
     .venv/bin/python diagnostics/oracle_perception.py --steps 300 --eval-every 60
+    .venv/bin/python diagnostics/oracle_perception.py --families compare --layout objects \
+        --steps 300 --eval-every 75 --set warmup.lr=0.002           # one family alone
 
 (Text and image tokens reach the LM the same way, as input embeddings: image
 tokens equal to the word embeddings of these words, after text place labels,
@@ -48,8 +50,15 @@ def describe(scene: dict) -> str:
     return ", ".join(parts) + "."
 
 
-def as_text(ex: Example) -> Example:
-    return dataclasses.replace(ex, image=None, question=f"{describe(ex.meta['scene'])} {ex.question}")
+def describe_objects(scene: dict) -> str:
+    """Only the objects, row by row: 'small green circle top middle, large gray triangle centre.'"""
+    objs = sorted(scene["objects"], key=lambda o: (o["row"], o["col"]))
+    return ", ".join(f"{o['size']} {o['color']} {o['shape']} {cell_name(o['row'], o['col'])}" for o in objs) + "."
+
+
+def as_text(ex: Example, layout: str = "grid") -> Example:
+    text = (describe if layout == "grid" else describe_objects)(ex.meta["scene"])
+    return dataclasses.replace(ex, image=None, question=f"{text} {ex.question}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,6 +67,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=None,
                     help="question steps (default: the recipe's question share of its steps, as the demo has)")
     ap.add_argument("--eval-every", type=int, default=None)
+    ap.add_argument("--families", default=None,
+                    help="train and measure only these question families (comma-separated, e.g. compare)")
+    ap.add_argument("--layout", choices=["grid", "objects"], default="grid",
+                    help="grid: every cell, 'nothing' where empty (the image tokens' order); objects: only the "
+                         "objects, each followed by its place (shorter, so faster)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     a = ap.parse_args(argv)
     recipe = load_recipe(a.recipe, a.set)
@@ -67,8 +81,11 @@ def main(argv: list[str] | None = None) -> None:
     cfg = recipe.warmup
     steps = a.steps or round(cfg.steps * (1 - cfg.caption_fraction - cfg.grounding_fraction))
     cfg = dataclasses.replace(cfg, steps=steps, caption_fraction=0.0, grounding_fraction=0.0, eval_every=a.eval_every)
-    train = [as_text(e) for e in load_examples(recipe.data, "train")]
-    val = [as_text(e) for e in load_examples(recipe.data, "val")]
+    families = set(a.families.split(",")) if a.families else None
+    train, val = ([as_text(e, a.layout) for e in load_examples(recipe.data, split)
+                   if families is None or e.meta.get("family") in families] for split in ("train", "val"))
+    if not train:
+        raise UserError(f"oracle_perception: --families {a.families}: no training question is of these families")
     print(f"oracle perception: {steps} question steps of {cfg.batch_size}; e.g. {val[0].question!r}")
     vlm = base_vlm(recipe)
     with tempfile.TemporaryDirectory() as tmp:
