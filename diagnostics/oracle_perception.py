@@ -30,6 +30,7 @@ from illume_rm.cli import base_vlm
 from illume_rm.config import load_recipe
 from illume_rm.data import load_examples
 from illume_rm.data.scene import place_phrase
+from illume_rm.data.shapes import scene_text
 from illume_rm.errors import UserError
 from illume_rm.records import Example
 from illume_rm.train.warmup import format_table, run_warmup
@@ -39,17 +40,6 @@ def cell_name(row: int, col: int) -> str:
     return place_phrase(row, col).removeprefix("in the ")
 
 
-def describe(scene: dict) -> str:
-    """Every cell of the 3x3 grid, row by row: its place, then what is there."""
-    cells = {(o["row"], o["col"]): o for o in scene["objects"]}
-    parts = []
-    for row in range(3):
-        for col in range(3):
-            o = cells.get((row, col))
-            parts.append(f"{cell_name(row, col)}: " + (f"{o['size']} {o['color']} {o['shape']}" if o else "nothing"))
-    return ", ".join(parts) + "."
-
-
 def describe_objects(scene: dict) -> str:
     """Only the objects, row by row: 'small green circle top middle, large gray triangle centre.'"""
     objs = sorted(scene["objects"], key=lambda o: (o["row"], o["col"]))
@@ -57,7 +47,7 @@ def describe_objects(scene: dict) -> str:
 
 
 def as_text(ex: Example, layout: str = "grid") -> Example:
-    text = (describe if layout == "grid" else describe_objects)(ex.meta["scene"])
+    text = (scene_text if layout == "grid" else describe_objects)(ex.meta["scene"])
     return dataclasses.replace(ex, image=None, question=f"{text} {ex.question}")
 
 

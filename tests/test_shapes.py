@@ -1,4 +1,5 @@
 from collections import Counter
+import pytest
 
 from PIL import Image
 
@@ -92,3 +93,41 @@ def test_compare_questions_do_not_name_the_compared_attribute():
         assert not words & {a[attr], b[attr]}, e.question
         assert check_rationale(e.meta["scene"], e.explanations[0]).ok  # the referring expressions resolve
     assert set(seen) == {"color", "shape", "size"}
+
+
+# A careful person's verdicts on rationales that name a grid cell as their subject, or say "it" of the
+# question's one object (the phrasing the word-token VLM uses), written from the scene below by hand.
+CELL_SCENE = {"grid": 3, "objects": [
+    {"shape": "circle", "color": "red", "size": "small", "row": 0, "col": 0},
+    {"shape": "triangle", "color": "blue", "size": "large", "row": 1, "col": 1},
+    {"shape": "square", "color": "yellow", "size": "small", "row": 2, "col": 2},
+]}
+CELL_CASES = [
+    ("the top left is a small red circle", [0], True),
+    ("the top left has a small red circle", [0], True),
+    ("the top left contains a red circle", [0], True),
+    ("the top-left is a red circle", [0], False),       # unparsed spelling: refused, not guessed
+    ("the top left is a large red circle", [0], False),  # wrong size
+    ("the top left is a small blue circle", [0], False),  # wrong colour
+    ("the top right is a small red circle", [0], False),  # that cell is empty
+    ("the top right is nothing", [0], True),
+    ("the top right is empty", [0], True),
+    ("the centre is nothing", [1], False),
+    ("the center has a large blue triangle", [1], True),
+    ("the bottom right is small yellow square", [2], True),  # article dropped, still a true claim
+    ("the bottom right is a yellow square and the centre is a blue triangle", [2], True),
+    ("the bottom right is a yellow square and the centre is a red triangle", [2], False),
+    ("the top is a red circle", [0], False),             # not one cell: unparsed
+    ("it's a small red circle", [0], True),
+    ("it is red", [0], True),
+    ("it is blue", [0], False),
+    ("it is a large blue triangle", [1], True),
+    ("it is red", [0, 1], False),                         # two objects in question: "it" names neither
+    ("there's a blue triangle", [1], True),
+    ("there's a green triangle", [1], False),
+]
+
+
+@pytest.mark.parametrize("text,focus,ok", CELL_CASES)
+def test_cell_subjects_and_it_as_a_careful_person_reads_them(text, focus, ok):
+    assert check_rationale(CELL_SCENE, text, focus).ok is ok

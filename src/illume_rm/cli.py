@@ -105,10 +105,19 @@ def base_vlm(recipe, path=None):
 
     vlm = load_vlm(path or recipe.model.base, device=recipe.model.device, image_size=recipe.model.image_size,
                    image_grid=recipe.model.image_grid)
-    if path is None and recipe.model.position_init == "words":
-        if not hasattr(vlm.model, "init_positions_from_words"):
-            raise UserError(f"model.position_init: 'words' is for the built-in VLM, not {recipe.model.base}")
-        vlm.model.init_positions_from_words(vlm.processor.tokenizer)
+    if (path is None and recipe.model.image_tokens == "words" and hasattr(vlm, "use_word_tokens")
+            and vlm.model.config.token_kind != "words"):
+        from .data import visual_words
+
+        words = recipe.model.visual_words or visual_words(recipe.data)
+        if not words:
+            raise UserError(f"model.image_tokens: 'words' needs model.visual_words for data '{recipe.data.name}' "
+                            "(each slot's words, e.g. [[small, large], [red, blue], [circle, square]]), "
+                            "or model.image_tokens: projected")
+        import torch
+
+        torch.manual_seed(recipe.seed)  # the fresh projector's start is part of the recipe
+        vlm.use_word_tokens(words)
     return vlm
 
 
@@ -138,27 +147,61 @@ def warmup_checkpoint(recipe, log=click.echo) -> Path:
 @click.argument("recipe", required=False, type=str)
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Also copy the checkpoint here (it is cached either way).")
+@click.option("--upper-bound", is_flag=True,
+              help="Also train the same LM on the recipe's question steps with each scene given as text "
+                   "(as long again as the warm-up's question steps; stored with the checkpoint).")
 @recipe_options
-def warmup(recipe, out, data_path, images, overrides):
-    """Teach the built-in VLM to see and answer (captions + answer-only; never explanations).
+def warmup(recipe, out, upper_bound, data_path, images, overrides):
+    """Teach the built-in VLM to see and answer (captions, grounding questions, answer-only; never
+    explanations).
 
     RECIPE is a YAML file (default: the embedded defaults, i.e. recipes/shapes-warmup.yaml).
-    Prints val answer accuracy before and after, per question family, beside chance.
+    Prints val answer accuracy before and after per question family, beside chance and the controls:
+    with each image swapped for another scene's, grounding questions, and (--upper-bound) the scene as text.
     """
     import shutil
 
-    from .train.warmup import format_table
+    from .train.warmup import format_controls
 
     r = _recipe(recipe, overrides, data_path, images)
     ckpt = warmup_checkpoint(r)
     report = json.loads((ckpt / "warmup.json").read_text())
+    if "swapped" not in report or (upper_bound and "text" not in report):
+        report = _add_controls(r, ckpt, report, upper_bound)
     click.echo(f"\nval answer accuracy ({report['val_questions']} questions; "
                f"warm-up trained for {report['train_seconds'] / 60:.1f} min)")
-    click.echo(format_table(report["before"], report["after"], report["chance"]))
+    click.echo(format_controls(report))
     if out:
         shutil.copytree(ckpt, out, dirs_exist_ok=True)
         click.echo(f"checkpoint copied to {out}")
     click.echo(f"checkpoint: {ckpt}")
+
+
+def _add_controls(recipe, ckpt: Path, report: dict, upper_bound: bool) -> dict:
+    """Measure the controls a cached warm-up lacks (made before they existed, or without --upper-bound)
+    and store them in its warmup.json."""
+    from .data import load_examples
+    from .evaluate.controls import can_write_as_text
+    from .records import write_json
+    from .train.warmup import controls, text_upper_bound
+
+    train, val = load_examples(recipe.data, "train"), load_examples(recipe.data, "val")
+    if recipe.warmup.eval_examples is not None:
+        val = val[: recipe.warmup.eval_examples]
+    if "swapped" not in report:
+        click.echo("measuring the controls this cached warm-up lacks (swapped images, grounding questions)")
+        report.update(controls(base_vlm(recipe, str(ckpt)), val))
+    if upper_bound and "text" not in report:
+        if not can_write_as_text(train + val):
+            raise UserError(f"--upper-bound: data '{recipe.data.name}' has no scene graphs to write as text")
+        click.echo("training the text upper bound (the scene as text instead of the image)")
+        from .vlm import load_vlm
+
+        base = load_vlm(recipe.model.base, device=recipe.model.device, image_size=recipe.model.image_size,
+                        image_grid=recipe.model.image_grid)
+        report["text"] = text_upper_bound(base, train, val, recipe.warmup, seed=recipe.seed, log=click.echo)
+    write_json(ckpt / "warmup.json", report)
+    return report
 
 
 # -- the ILLUME stages -------------------------------------------------------------------

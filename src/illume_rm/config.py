@@ -28,10 +28,12 @@ class ModelConfig:
     image_size: int = 192          # built-in VLM: the encoder's input resolution
     image_grid: int = 3            # built-in VLM: image tokens per side (pooled feature map)
     device: str | None = None      # None: cuda when available, else cpu
-    # built-in VLM: what the learned position added to each image token starts as: "zeros", or "words",
-    # the word embedding of its grid cell's place ("top left", "centre", ...), so that an image token
-    # carries where it is in words the language model already reads
-    position_init: Literal["zeros", "words"] = field(default="zeros", metadata={"hash_default": False})
+    # built-in VLM: how an image reaches the language model. "words": each grid cell is written as text
+    # ("top left: <size> <colour> <shape>, ...") where each slot is a probability-weighted mix of the
+    # word embeddings of the slot's words (the LM reads it from the first step); "projected": one
+    # continuous token per cell through an MLP, as LLaVA does (the LM must learn to read it)
+    image_tokens: Literal["words", "projected"] = "words"
+    visual_words: list[list[str]] | None = None  # "words": each slot's words (None: the data's vocabulary)
 
 
 @dataclass

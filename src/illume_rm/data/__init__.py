@@ -42,6 +42,36 @@ def generator_version(cfg: DataConfig) -> int:
     return 0
 
 
+def visual_words(cfg: DataConfig) -> list[list[str]] | None:
+    """What the built-in VLM's word-anchored image tokens may say about one grid cell, slot by slot
+    (each slot also may say nothing); None for data that has no such vocabulary."""
+    if cfg.name == "shapes":
+        from .scene import COLORS, SHAPES, SIZES
+        return [list(SIZES), list(COLORS), [*SHAPES, "nothing"]]
+    if cfg.name == "easy-vqa":
+        from .easyvqa import _COLORS, _SHAPES
+        return [list(_COLORS), [*_SHAPES, "nothing"]]
+    return None
+
+
+def cell_words(example: Example, grid: int) -> list[list[str | None]] | None:
+    """What each grid cell holds (row by row), in ``visual_words``' slots, from the example's scene graph:
+    [size, colour, shape] of its object, or [None, None, "nothing"]; None where the example has no
+    scene graph with places on this grid. The per-cell target of the warm-up's image tokens."""
+    scene = example.meta.get("scene")
+    if not isinstance(scene, dict) or scene.get("grid") != grid:
+        return None
+    if not all({"row", "col", "size", "color", "shape"} <= set(o) for o in scene.get("objects", [])):
+        return None
+    cells = {(o["row"], o["col"]): o for o in scene.get("objects", [])}
+    out: list[list[str | None]] = []
+    for row in range(grid):
+        for col in range(grid):
+            o = cells.get((row, col))
+            out.append([o["size"], o["color"], o["shape"]] if o else [None, None, "nothing"])
+    return out
+
+
 def _check_images(examples: list[Example], where: str) -> None:
     for ex in examples:
         if ex.image is not None and not Path(ex.image).is_file():

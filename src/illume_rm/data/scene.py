@@ -53,6 +53,12 @@ _RELATIONS = {
 _REL_RE = re.compile(
     r"^(.*?)\s+(?:is|are)\s+(" + "|".join(sorted(map(re.escape, _RELATIONS), key=len, reverse=True)) + r")\s+(.*)$"
 )
+# "the top left is a small red circle", "the centre has nothing": a single grid cell as the subject
+_CELLS = {k: v for k, v in _PLACES.items() if None not in v and k != "middle"}
+_CELL_SUBJECT_RE = re.compile(
+    r"^the (" + "|".join(sorted(map(re.escape, _CELLS), key=len, reverse=True)) + r")(?: cell| corner)?"
+    r" (?:is|has|holds|contains|shows) (.+)$"
+)
 _ATTR_NAMES = {"color": "color", "colour": "color", "shape": "shape", "size": "size"}
 
 
@@ -111,8 +117,9 @@ class _Unparsed(Exception):
 
 
 class _Checker:
-    def __init__(self, scene: dict):
+    def __init__(self, scene: dict, focus: list[int] | None = None):
         self.scene = scene
+        self.focus = focus or []
         self.claims = 0
         self.problems: list[str] = []
         self.mentioned: set[int] = set()
@@ -201,6 +208,12 @@ class _Checker:
         for s in subjects:
             if s in ("both", "both of them", "they", "both objects"):
                 continue
+            if s == "it":  # the one object the question is about, when it is about one
+                if len(self.focus) != 1:
+                    raise _Unparsed("'it' refers to no single object of the question")
+                targets.append(self.scene["objects"][self.focus[0]])
+                self.mentioned.add(self.focus[0])
+                continue
             d = self.parse_np(s)
             if not d.definite:
                 raise _Unparsed(f"'{s}' is not a definite description")
@@ -285,9 +298,26 @@ class _Checker:
             self.claim(len(used) == len(self.scene["objects"]),
                        f"the scene has {len(self.scene['objects'])} objects, not {len(used)}")
 
+    def cell(self, place: str, pred: str) -> None:
+        """'the <cell> is/has <noun phrase | nothing>': what is in one grid cell."""
+        row, col = _CELLS[place]
+        here = [o for o in self.scene["objects"] if o["row"] == row and o["col"] == col]
+        if pred in ("nothing", "empty", "no object", "no objects", "no shape"):
+            self.claim(not here, f"the {place} is not empty")
+            return
+        d = self.parse_np(pred if pred.split()[0] in ("a", "an") else "a " + pred)
+        if d.negated or d.count is not None or d.row is not None:
+            raise _Unparsed(f"cannot read 'the {place} ... {pred}'")
+        self.mention(here)
+        self.claim(bool(here) and d.matches(here[0]), f"the {place} does not hold {pred}")
+
     def clause(self, text: str) -> None:
         text = text.strip()
         if not text:
+            return
+        m = _CELL_SUBJECT_RE.match(text)
+        if m:
+            self.cell(m.group(1), m.group(2).strip())
             return
         m = re.match(r"^there (?:is|are)\s+(.*)$", text)
         if m:
@@ -334,6 +364,7 @@ class _Checker:
 def split_clauses(text: str) -> list[str]:
     """Split a rationale into clauses, keeping noun-phrase lists ("a red circle and a blue square") whole."""
     text = text.lower().strip()
+    text = re.sub(r"\b(it|there|that)'s\b", r"\1 is", text)
     text = re.sub(r"^(?:because|since|as|seeing that)\s+", "", text)
     text = re.sub(r"[.!]+\s*$", "", text)
     chunks = [c.strip() for c in re.split(r"\s*(?:;|\.\s|,?\s+(?:while|whereas|but)\s+)\s*", text) if c.strip()]
@@ -354,14 +385,15 @@ def split_clauses(text: str) -> list[str]:
     return clauses
 
 
-def check_rationale(scene: dict, text: str) -> Verdict:
+def check_rationale(scene: dict, text: str, focus: list[int] | None = None) -> Verdict:
     """Check every claim of a rationale against a scene graph.
 
     Acceptable only when the text parses into at least one claim and every
-    claim is true. Pronouns and words outside the shapes world are unparsed,
-    and unparsed text is not acceptable.
+    claim is true. Words outside the shapes world are unparsed, and unparsed
+    text is not acceptable; "it" is the question's object when ``focus`` (the
+    indices of the objects the question is about) names exactly one.
     """
-    checker = _Checker(scene)
+    checker = _Checker(scene, focus)
     try:
         for clause in split_clauses(text):
             checker.clause(clause)
@@ -386,7 +418,7 @@ def is_grounded(meta: dict, question: str, rationale: str) -> bool:
     """What the oracle and the grounded rate ask: every claim true of ``meta["scene"]``, and the
     rationale speaks of what the question asks about (an object in ``meta["focus"]``, or, as in
     "there is no red circle", a colour, shape or size the question names)."""
-    verdict = check_rationale(meta["scene"], rationale)
+    verdict = check_rationale(meta["scene"], rationale, meta.get("focus"))
     if not verdict.ok:
         return False
     if set(meta.get("focus", [])) & set(verdict.mentioned):

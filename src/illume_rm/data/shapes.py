@@ -119,6 +119,19 @@ def caption(scene: dict) -> str:
     return f"{lead}: {_list(parts)}"
 
 
+def scene_text(scene: dict) -> str:
+    """Every cell of the grid, row by row, its place then what is there: the words the built-in VLM's
+    word-anchored image tokens stand for ("top left: nothing, top middle: small green circle, ...")."""
+    cells = {(o["row"], o["col"]): o for o in scene["objects"]}
+    parts = []
+    for row in range(3):
+        for col in range(3):
+            o = cells.get((row, col))
+            place = place_phrase(row, col).removeprefix("in the ")
+            parts.append(f"{place}: " + (f"{o['size']} {o['color']} {o['shape']}" if o else "nothing"))
+    return ", ".join(parts) + "."
+
+
 def grounding(scene: dict) -> list[list[str]]:
     """Answer-only grounding questions about one image, for warm-up (as VLM pretraining uses region
     descriptions and referring expressions): what is in each cell, where each object is."""

@@ -14,7 +14,7 @@ import os
 import shutil
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Literal, Sequence
 
@@ -25,6 +25,8 @@ from ..errors import UserError
 from ..records import Example, write_json
 from ..vlm.base import ANSWER_TEMPLATE, VLM, Item, answer_prompt
 from ..evaluate.accuracy import accuracy_by_family, chance_by_family
+from ..evaluate.controls import as_text, grounding_accuracy, swap_images
+from .align import align_projector, cell_accuracy, cell_loss, cell_targets
 from .lora import LoraConfig, add_lora, count_trainable, merge_lora
 
 CAPTION_PROMPT = "Describe the image:"
@@ -50,6 +52,14 @@ class WarmupConfig:
     family_weights: dict[str, float] | None = field(default=None, metadata={"hash_default": False})
     # learning rate after the warm-up steps: "cosine" decays to 5%, "constant" holds it
     schedule: Literal["cosine", "constant"] = field(default="cosine", metadata={"hash_default": False})
+    # word-anchored image tokens (model.image_tokens: words) on data with a scene graph: the projector
+    # first learns each cell's words alone for `align_steps` (train/align.py), then every warm-up step
+    # adds `cell_loss` x the same per-cell cross-entropy to the language model's loss
+    align_steps: int = 300
+    cell_loss: float = 1.0
+    # grounding steps: per image, ask "What is in <cell>?" of as many empty cells as occupied ones (not of
+    # every empty cell), so that "nothing" is not the safe answer
+    balance_grounding: bool = True
 
     def __post_init__(self):
         if self.family_weights and any(w < 0 for w in self.family_weights.values()):
@@ -65,11 +75,15 @@ def autocast(vlm: VLM, precision: str):
     return torch.autocast(vlm.device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def warmup_items(train: Sequence[Example]) -> tuple[list[Item], list[Item], list[Item]]:
+def warmup_items(train: Sequence[Example], balance: bool = False,
+                 seed: int = 0) -> tuple[list[Item], list[Item], list[Item]]:
     """(answer-only items, caption items, grounding items); explanations are never used.
 
     Captions come from ``meta["caption"]``, grounding questions (what is where) from
-    ``meta["grounding"]`` ([question, answer] pairs), each once per image."""
+    ``meta["grounding"]`` ([question, answer] pairs), each once per image; with ``balance``, of the
+    questions answered "nothing" only as many as the image has other questions whose answer
+    names an object ("What is in <cell>?" of an occupied cell), drawn at random."""
+    rng = random.Random(f"balance/{seed}")
     answers = [(ex.image, answer_prompt(ex), " " + ex.answer) for ex in train]
     seen, captions, grounded = set(), [], []
     for ex in train:
@@ -78,7 +92,13 @@ def warmup_items(train: Sequence[Example]) -> tuple[list[Item], list[Item], list
         seen.add(ex.image)
         if ex.meta.get("caption"):
             captions.append((ex.image, CAPTION_PROMPT, " " + ex.meta["caption"]))
-        for question, answer in ex.meta.get("grounding") or []:
+        pairs = list(ex.meta.get("grounding") or [])
+        if balance:
+            empty = [p for p in pairs if p[1] == "nothing"]
+            occupied = [p for p in pairs if p[1] != "nothing" and p[0].startswith("What")]
+            keep = rng.sample(empty, min(len(empty), len(occupied)))
+            pairs = [p for p in pairs if p[1] != "nothing" or p in keep]
+        for question, answer in pairs:
             grounded.append((ex.image, ANSWER_TEMPLATE.format(question=question), " " + answer))
     return answers, captions, grounded
 
@@ -109,16 +129,73 @@ def evaluate_answers(vlm: VLM, val: Sequence[Example]) -> dict[str, float]:
     return accuracy_by_family(val, vlm.answer(val))
 
 
-def format_table(before: dict, after: dict | None, chance: dict) -> str:
+def format_table(before: dict, after: dict | None, chance: dict, swapped: dict | None = None,
+                 text: dict | None = None) -> str:
+    """Per family: chance, before, after; with the controls, the accuracy with each image swapped for
+    another scene's (and how much is lost), and the scene given as text (the upper bound)."""
     fams = ["all"] + sorted(k for k in chance if k != "all")
-    head = f"{'family':<10} {'chance':>7} {'before':>7}" + (f" {'after':>7}" if after else "")
+    cols = [("chance", chance), ("before", before)] + ([("after", after)] if after else [])
+    if swapped:
+        cols.append(("swapped", swapped))
+    if text:
+        cols.append(("text", text))
+    head = f"{'family':<10}" + "".join(f" {name:>7}" for name, _ in cols) + (f" {'lost':>7}" if swapped else "")
     lines = [head, "-" * len(head)]
     for f in fams:
-        row = f"{f:<10} {chance.get(f, float('nan')):>7.3f} {before.get(f, float('nan')):>7.3f}"
-        if after:
-            row += f" {after.get(f, float('nan')):>7.3f}"
+        row = f"{f:<10}" + "".join(f" {vals.get(f, float('nan')):>7.3f}" for _, vals in cols)
+        if swapped and after:
+            row += f" {after.get(f, float('nan')) - swapped.get(f, float('nan')):>7.3f}"
         lines.append(row)
     return "\n".join(lines)
+
+
+def format_controls(report: dict) -> str:
+    """The warm-up's per-family table with its controls, then grounding and image-token accuracy."""
+    lines = [format_table(report["before"], report["after"], report["chance"], report.get("swapped"),
+                          (report.get("text") or {}).get("after"))]
+    if report.get("swapped"):
+        lines.append("swapped: each question asked of another scene's image; lost: after - swapped")
+    if report.get("text"):
+        lines.append(f"text: the same language model given the scene as text, {report['text']['steps']} question "
+                     "steps (an upper bound on what perception can buy)")
+    if report.get("grounding"):
+        g = report["grounding"]
+        lines.append("grounding questions (exact answer): " + ", ".join(
+            f"{k.replace('_', ' on ')} {v:.3f}" for k, v in g.items()))
+    if report.get("cells"):
+        c = report["cells"]
+        lines.append(f"image tokens' most likely words true of the cell: occupied {c['occupied']:.3f}, "
+                     f"empty {c['empty']:.3f}")
+    return "\n".join(lines)
+
+
+def controls(vlm: VLM, val: Sequence[Example]) -> dict:
+    """swapped (per-family accuracy, each image another scene's), grounding (what/where questions) and
+    cells (the image tokens' words against the scene graph), where the data allows each."""
+    out: dict = {}
+    if any(ex.image for ex in val):
+        out["swapped"] = evaluate_answers(vlm, swap_images(val))
+    grounding = grounding_accuracy(vlm, val)
+    if grounding:
+        out["grounding"] = grounding
+    targets = cell_targets(vlm, val)
+    if targets:
+        out["cells"] = cell_accuracy(vlm, targets)
+    return out
+
+
+def text_upper_bound(vlm: VLM, train: Sequence[Example], val: Sequence[Example], cfg: WarmupConfig, seed: int = 0,
+                     log: Callable[[str], None] = print) -> dict:
+    """The warm-up's question steps with each scene given as text instead of the image, on a fresh
+    language model: val accuracy per family is what perfect perception would buy at that many steps.
+    ``vlm`` must be the base model (trained in place)."""
+    steps = max(1, round(cfg.steps * (1 - cfg.caption_fraction - cfg.grounding_fraction)))
+    text_cfg = replace(cfg, steps=steps, caption_fraction=0.0, grounding_fraction=0.0, eval_every=None,
+                       align_steps=0, cell_loss=0.0)
+    text_train, text_val = [as_text(e) for e in train], [as_text(e) for e in val]
+    t = time.time()
+    train_warmup(vlm, text_train, text_cfg, seed, log)
+    return {"steps": steps, "after": evaluate_answers(vlm, text_val), "train_seconds": time.time() - t}
 
 
 def train_warmup(vlm: VLM, train: Sequence[Example], cfg: WarmupConfig, seed: int = 0,
@@ -128,8 +205,11 @@ def train_warmup(vlm: VLM, train: Sequence[Example], cfg: WarmupConfig, seed: in
     ``cfg.eval_every``, ``on_eval(step)`` runs every that many steps (model in eval mode)."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
-    answers, captions, grounded = warmup_items(train)
+    answers, captions, grounded = warmup_items(train, cfg.balance_grounding, seed)
     answer_weights = family_weights(train, cfg.family_weights)
+    targets = cell_targets(vlm, train)
+    if targets and cfg.align_steps:
+        align_projector(vlm, train, steps=cfg.align_steps, seed=seed, log=log)
     model = add_lora(vlm, cfg.lora)
     log(f"warm-up: {count_trainable(model):,} trainable parameters, {cfg.steps} steps of {cfg.batch_size}")
     proj = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("projector")]
@@ -159,6 +239,10 @@ def train_warmup(vlm: VLM, train: Sequence[Example], cfg: WarmupConfig, seed: in
             batch = rng.sample(pool, min(cfg.batch_size, len(pool)))
         with autocast(vlm, cfg.precision):
             loss = vlm.loss(batch)
+            supervised = [img for img, _, _ in batch if img in targets] if cfg.cell_loss else []
+            if supervised:
+                gold = torch.stack([targets[img] for img in supervised])
+                loss = loss + cfg.cell_loss * cell_loss(vlm, vlm.features.get(supervised), gold)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
@@ -201,10 +285,12 @@ def run_warmup(vlm: VLM, train: Sequence[Example], val: Sequence[Example], cfg: 
     train_s = time.time() - t1 - eval_s  # training alone, without the curve's evaluations
     after = evaluate_answers(vlm, val)
     curve.append({"step": cfg.steps, **after})
-    table = format_table(before, after, chance)
-    log(f"val answer accuracy ({len(val)} questions), warm-up took {train_s / 60:.1f} min of training:\n" + table)
     report = {"before": before, "after": after, "chance": chance, "val_questions": len(val),
-              "train_seconds": train_s, "total_seconds": time.time() - t0, "losses": losses, "curve": curve, "config": asdict(cfg), "seed": seed}
+              "train_seconds": train_s, "losses": losses, "curve": curve, "config": asdict(cfg), "seed": seed}
+    report.update(controls(vlm, val))
+    report["total_seconds"] = time.time() - t0
+    log(f"val answer accuracy ({len(val)} questions), warm-up took {train_s / 60:.1f} min of training:\n"
+        + format_controls(report))
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     vlm.save(tmp)

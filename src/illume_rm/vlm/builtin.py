@@ -110,6 +110,21 @@ class BuiltinVLM(VLM):
         model.eval()
         return cls(model, IllumeVLMProcessor.from_pretrained(path), device, str(path))
 
+    def use_word_tokens(self, words: list[list[str]]) -> None:
+        """Word-anchored image tokens (see ``IllumeVLMConfig.token_kind``): each grid cell becomes one
+        token per slot of ``words``, written after its place in words ("top left: ...")."""
+        from .modeling import grid_place
+
+        tok = self.processor.tokenizer
+        ids = [[tok(" " + w, add_special_tokens=False)["input_ids"] for w in slot] for slot in words]
+        self.model.use_word_tokens(words, ids)
+        n = self.model.config.image_grid
+        p = self.processor
+        p.image_tokens = self.model.config.image_tokens
+        p.image_layout = [grid_place(r, c, n) for r in range(n) for c in range(n)]
+        p.max_length = max(p.max_length, 192)  # the image is now ~7 tokens a cell
+        p.image_ids = p._image_ids()
+
     def _inputs(self, items: Sequence[Item], padding_side: str, with_targets: bool) -> dict:
         has_image = [img is not None for img, _, _ in items]
         batch = self.processor.build(

@@ -33,6 +33,13 @@ class IllumeVLMConfig(PreTrainedConfig):
     projector_layers: int = 2
     freeze_vision: bool = True
     image_scale: float = 1.0      # image tokens are scaled to the norm of the LM's word embeddings
+    # "projected": each grid cell is one continuous token (LayerNorm -> MLP -> a learned position added).
+    # "words": each cell is len(visual_words) tokens, one per slot (e.g. size, colour, shape); each is a
+    # probability-weighted mix of the word embeddings of that slot's words (or of nothing: a zero
+    # vector), as Ovis builds visual tokens from an embedding table, here the LM's own.
+    token_kind: str = "projected"
+    visual_words: list | None = None     # per slot, the words it may say: [["small", "large"], ["red", ...], ...]
+    visual_word_ids: list | None = None  # per slot, per word, its token ids (a word is the mean of its tokens)
     initializer_range: float = 0.02
     tie_word_embeddings: bool = True
 
@@ -45,8 +52,12 @@ class IllumeVLMConfig(PreTrainedConfig):
         return self.text_config.vocab_size
 
     @property
+    def tokens_per_cell(self) -> int:
+        return len(self.visual_words) if self.token_kind == "words" else 1
+
+    @property
     def image_tokens(self) -> int:
-        return self.image_grid * self.image_grid
+        return self.image_grid * self.image_grid * self.tokens_per_cell
 
 
 def grid_place(row: int, col: int, grid: int) -> str:
@@ -55,6 +66,19 @@ def grid_place(row: int, col: int, grid: int) -> str:
     third = lambda i: min(2, int((i + 0.5) / grid * 3))  # noqa: E731
     vert, horiz = ("top", "middle", "bottom")[third(row)], ("left", "middle", "right")[third(col)]
     return "centre" if (vert, horiz) == ("middle", "middle") else f"{vert} {horiz}"
+
+
+def _projector(config: IllumeVLMConfig) -> nn.Sequential:
+    """Features -> image tokens (projected) or -> each slot's word logits, one more for "nothing" (words).
+    LayerNorm first: the encoder's ReLU6 features differ in scale channel by channel."""
+    hidden = config.text_config.hidden_size
+    out = sum(len(w) + 1 for w in config.visual_words) if config.token_kind == "words" else hidden
+    if config.token_kind == "words" and config.projector_layers < 2:
+        raise ValueError("token_kind 'words' needs projector_layers >= 2")
+    layers: list[nn.Module] = [nn.LayerNorm(config.vision_dim), nn.Linear(config.vision_dim, hidden)]
+    for i in range(config.projector_layers - 1):
+        layers += [nn.GELU(), nn.Linear(hidden, out if i == config.projector_layers - 2 else hidden)]
+    return nn.Sequential(*layers)
 
 
 class IllumeVLMForConditionalGeneration(PreTrainedModel):
@@ -70,13 +94,13 @@ class IllumeVLMForConditionalGeneration(PreTrainedModel):
         super().__init__(config)
         self.vision = EfficientNetLite0()
         hidden = config.text_config.hidden_size
-        # LayerNorm first: the encoder's ReLU6 features differ in scale channel by channel
-        layers: list[nn.Module] = [nn.LayerNorm(config.vision_dim), nn.Linear(config.vision_dim, hidden)]
-        for _ in range(config.projector_layers - 1):
-            layers += [nn.GELU(), nn.Linear(hidden, hidden)]
-        self.projector = nn.Sequential(*layers)
-        # where each image token sits on the feature grid: learned, added after projection
-        self.image_positions = nn.Parameter(torch.zeros(config.image_tokens, hidden))
+        if config.token_kind not in ("projected", "words"):
+            raise ValueError(f"token_kind must be projected or words, not {config.token_kind!r}")
+        self.projector = _projector(config)
+        # where each image token sits on the feature grid: learned, added after projection (projected
+        # tokens only: word tokens follow text place labels that the processor writes)
+        self.image_positions = nn.Parameter(torch.zeros(config.image_tokens if config.token_kind == "projected" else 0,
+                                                        hidden))
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
         if config.freeze_vision:
             self.vision.requires_grad_(False)
@@ -108,21 +132,36 @@ class IllumeVLMForConditionalGeneration(PreTrainedModel):
             tokens = self.projector(probe.to(self.projector[1].weight.dtype)).float().norm(dim=-1).mean().item()
         self.config.image_scale = words / max(tokens, 1e-6)
 
-    def init_positions_from_words(self, tokenizer) -> None:
-        """Start each image token's learned position at the word embedding of its grid cell's place
-        ("top left", "middle right", "centre"; the mean of the phrase's tokens), scaled to the mean
-        norm of a word embedding: the token then carries where it is in words the language model
-        reads, where a zero start leaves place to be learned from nothing (and it was not, here)."""
-        n = self.config.image_grid
-        words = self.get_input_embeddings().weight.detach().float()
-        rows = []
-        for row in range(n):
-            for col in range(n):
-                ids = tokenizer(" " + grid_place(row, col, n), add_special_tokens=False)["input_ids"]
-                vec = words[ids].mean(0)
-                rows.append(vec / vec.norm().clamp_min(1e-6))
-        with torch.no_grad():
-            self.image_positions.copy_(torch.stack(rows) * words.norm(dim=-1).mean())
+    # -- word-anchored image tokens -------------------------------------------------------
+    def use_word_tokens(self, words: list[list[str]], word_ids: list[list[list[int]]]) -> None:
+        """Switch a projected-token model to word-anchored tokens (a fresh projector to slot logits)."""
+        self.config.token_kind = "words"
+        self.config.visual_words = [list(w) for w in words]
+        self.config.visual_word_ids = [[list(i) for i in ids] for ids in word_ids]
+        hidden = self.config.text_config.hidden_size
+        dev, dtype = self.projector[1].weight.device, self.projector[1].weight.dtype
+        self.projector = _projector(self.config).to(dev, dtype)
+        self.image_positions = nn.Parameter(torch.zeros(0, hidden, device=dev, dtype=dtype))
+
+    def slot_logits(self, image_features: torch.Tensor) -> list[torch.Tensor]:
+        """[B, cells, 1280] features -> per slot, [B, cells, 1 + words] logits (index 0: nothing)."""
+        logits = self.projector(image_features.to(self.projector[1].weight.dtype))
+        sizes = [len(w) + 1 for w in self.config.visual_words]
+        return list(torch.split(logits, sizes, dim=-1))
+
+    def word_table(self, slot: int) -> torch.Tensor:
+        """[1 + words, hidden]: a zero row (nothing), then each of the slot's words as the mean of the
+        LM's input embeddings of its tokens."""
+        emb = self.get_input_embeddings().weight
+        rows = [emb.new_zeros(emb.shape[1])] + [emb[ids].mean(0) for ids in self.config.visual_word_ids[slot]]
+        return torch.stack(rows)
+
+    def word_tokens(self, image_features: torch.Tensor) -> torch.Tensor:
+        """[B, cells * slots, hidden]: per cell its slots in order, each the softmax-weighted mix of its table."""
+        per_slot = [torch.softmax(lg.float(), -1).to(lg.dtype) @ self.word_table(s).to(lg.dtype)
+                    for s, lg in enumerate(self.slot_logits(image_features))]
+        tokens = torch.stack(per_slot, dim=2)  # [B, cells, slots, hidden]
+        return tokens.flatten(1, 2)
 
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] normalised pixels -> [B, grid*grid, 1280] features of the (frozen) encoder.
@@ -146,9 +185,12 @@ class IllumeVLMForConditionalGeneration(PreTrainedModel):
             if pixel_values is None:
                 raise ValueError("the input has image placeholders but neither image_features nor pixel_values")
             image_features = self.encode_images(pixel_values)
-        projected = self.projector(image_features.to(embeds.dtype)) * self.config.image_scale
-        if projected.shape[1] == self.image_positions.shape[0]:
-            projected = projected + self.image_positions
+        if self.config.token_kind == "words":
+            projected = self.word_tokens(image_features).to(embeds.dtype)
+        else:
+            projected = self.projector(image_features.to(embeds.dtype)) * self.config.image_scale
+            if projected.shape[1] == self.image_positions.shape[0]:
+                projected = projected + self.image_positions
         if projected.shape[0] * projected.shape[1] != int(is_image.sum()):
             raise ValueError(
                 f"{int(is_image.sum())} image placeholders but {projected.shape[0]}x{projected.shape[1]} image tokens"

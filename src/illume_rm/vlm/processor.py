@@ -1,6 +1,11 @@
 """Turns (image, prompt, target) triples into model inputs for the built-in VLM.
 
-Image placeholders come first, then the prompt, then the target and EOS.
+The image comes first, then the prompt, then the target and EOS. An image is
+its placeholders alone, or, with an ``image_layout`` (word-anchored tokens),
+each grid cell's place in words before its placeholders, as text:
+``top left: <img><img><img>, top middle: <img><img><img>, ... bottom right: <img><img><img>.``
+(as Idefics3 writes ``<row_1_col_1>`` before each tile), so the tokens read
+like the text "top left: small red circle, top middle: nothing, ...".
 Padding goes on one side of the *whole* sequence (right for training, left
 for generation), so positions derived from the attention mask agree in
 training and in ``generate``. Labels are built explicitly: SmolLM2's pad
@@ -24,14 +29,30 @@ PROCESSOR_FILE = "illume_processor.json"
 
 class IllumeVLMProcessor:
     def __init__(self, tokenizer: PreTrainedTokenizerBase, image_size: int, image_tokens: int,
-                 image_token_id: int, max_length: int = 128):
+                 image_token_id: int, max_length: int = 128, image_layout: list[str] | None = None):
         self.tokenizer = tokenizer
         self.image_size = image_size
         self.image_tokens = image_tokens
         self.image_token_id = image_token_id
         self.max_length = max_length
+        self.image_layout = list(image_layout) if image_layout else None
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
+        self.image_ids = self._image_ids()
+
+    def _image_ids(self) -> list[int]:
+        """The token ids an image stands for: placeholders, after place labels where there is a layout."""
+        if not self.image_layout:
+            return [self.image_token_id] * self.image_tokens
+        per_cell, rest = divmod(self.image_tokens, len(self.image_layout))
+        if rest:
+            raise ValueError(f"{self.image_tokens} image tokens do not divide among {len(self.image_layout)} places")
+        ids: list[int] = []
+        last = len(self.image_layout) - 1
+        for i, place in enumerate(self.image_layout):
+            ids += self.encode(("" if i == 0 else " ") + place + ":") + [self.image_token_id] * per_cell
+            ids += self.encode("." if i == last else ",")
+        return ids
 
     @property
     def eos_token_id(self) -> int:
@@ -70,19 +91,15 @@ class IllumeVLMProcessor:
         """Token ids (with image placeholders), attention mask and, with targets, labels."""
         rows, label_rows = [], []
         for i, prompt in enumerate(prompts):
-            ids = [self.image_token_id] * (self.image_tokens if has_image[i] else 0) + self.encode(prompt)
+            image = self.image_ids if has_image[i] else []
+            ids = self.encode(prompt)
             labels = [-100] * len(ids)
             if targets is not None:
                 tgt = self.encode(targets[i]) + [self.eos_token_id]
                 ids, labels = ids + tgt, labels + tgt
-            if len(ids) > self.max_length:  # keep the image and the end (the target)
-                keep = self.max_length
-                ids, labels = ids[-keep:], labels[-keep:]
-                if has_image[i]:
-                    ids[: self.image_tokens] = [self.image_token_id] * self.image_tokens
-                    labels[: self.image_tokens] = [-100] * self.image_tokens
-            rows.append(ids)
-            label_rows.append(labels)
+            keep = max(1, self.max_length - len(image))  # keep the image and the end (the target)
+            rows.append(image + ids[-keep:])
+            label_rows.append([-100] * len(image) + labels[-keep:])
         width = max(len(r) for r in rows)
         input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
         attention = torch.zeros((len(rows), width), dtype=torch.long)
@@ -108,7 +125,8 @@ class IllumeVLMProcessor:
         self.tokenizer.save_pretrained(path)
         (path / PROCESSOR_FILE).write_text(json.dumps({
             "image_size": self.image_size, "image_tokens": self.image_tokens,
-            "image_token_id": self.image_token_id, "max_length": self.max_length}, indent=2))
+            "image_token_id": self.image_token_id, "max_length": self.max_length,
+            "image_layout": self.image_layout}, indent=2))
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "IllumeVLMProcessor":

@@ -1,0 +1,157 @@
+"""Word-anchored image tokens: the built-in VLM writes each grid cell as text whose content words are
+mixes of the LM's own word embeddings; the scene graph supervises them; the warm-up's controls."""
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from illume_rm.cli import cli
+from illume_rm.data import DataConfig, cell_words, load_examples, visual_words
+from illume_rm.data.shapes import ShapesConfig
+from illume_rm.vlm import load_vlm
+
+WORDS = [["small", "large"], ["red", "green", "blue"], ["circle", "square", "nothing"]]
+
+
+@pytest.fixture(scope="module")
+def tiny_grid3(tmp_path_factory):
+    from illume_rm.vlm.weights import build_tiny
+
+    return build_tiny(tmp_path_factory.mktemp("tiny3") / "vlm", image_size=64, image_grid=3)
+
+
+@pytest.fixture(scope="module")
+def shapes64():
+    return DataConfig(name="shapes", shapes=ShapesConfig(train=40, val=10, test=4, image_size=64))
+
+
+def _force_words(vlm, choice: list[int]) -> None:
+    """Make every cell's slot s say its word choice[s] with probability exactly 1 (index 0: nothing)."""
+    last = vlm.model.projector[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(-1e4)
+        offset = 0
+        for s, words in enumerate(vlm.model.config.visual_words):
+            last.bias[offset + choice[s]] = 1e4
+            offset += len(words) + 1
+
+
+def test_image_tokens_of_exact_words_give_the_texts_logits_in_training_and_generate(tiny_grid3, shapes64):
+    """The plumbing guarantee: an image whose tokens are exactly some words' embeddings is, to the LM,
+    the text of those words (same logits, same loss, same greedy continuation), padded or not."""
+    vlm = load_vlm(tiny_grid3)
+    vlm.use_word_tokens(WORDS)
+    _force_words(vlm, [2, 1, 2])  # large red square, in every cell
+    image = load_examples(shapes64, "train")[0].image
+    places = vlm.processor.image_layout
+    text = ", ".join(f"{p}: large red square" for p in places) + "."
+    p = vlm.processor
+    # the processor's image, placeholders aside, is this text's own tokenisation
+    ids = p.image_ids
+    assert [i for i in ids if i != p.image_token_id] == [t for t in p.encode(text)
+                                                         if t not in {p.encode(" " + w)[0] for w in ("large", "red", "square")}]
+    prompt, target = "Q: What is in the top left? A:", " a large red square"
+    with_image = [(image, prompt, target), (None, "Q: pad me to a longer row than the other one? A:", " no")]
+    as_text = [(None, text + prompt, target), with_image[1]]
+    vlm.model.eval()
+    a, b = vlm._inputs(with_image, "right", True), vlm._inputs(as_text, "right", True)
+    assert torch.equal(a["labels"][a["labels"] != -100], b["labels"][b["labels"] != -100])
+    emb_a = vlm.model.embed(a["input_ids"], a.get("image_features"))
+    emb_b = vlm.model.embed(b["input_ids"])
+    assert torch.equal(emb_a[0], emb_b[0])
+    logits_a = vlm.model(**{k: v for k, v in a.items() if k != "labels"}).logits
+    logits_b = vlm.model(**{k: v for k, v in b.items() if k != "labels"}).logits
+    assert torch.allclose(logits_a, logits_b, atol=1e-5)
+    assert torch.allclose(vlm.loss(with_image), vlm.loss(as_text), atol=1e-6)
+    gen = [(image, prompt, None), (None, "Q: a longer prompt than the first one here? A:", None)]
+    gen_text = [(None, text + prompt, None), gen[1]]
+    assert vlm.generate(gen, max_new_tokens=6) == vlm.generate(gen_text, max_new_tokens=6)
+
+
+def test_scene_graph_words_per_cell_and_the_projector_learns_them(tiny_grid3, shapes64):
+    from illume_rm.train.align import align_projector, cell_accuracy, cell_targets
+
+    train = load_examples(shapes64, "train")
+    scene = train[0].meta["scene"]
+    cells = cell_words(train[0], 3)
+    for o in scene["objects"]:
+        assert cells[o["row"] * 3 + o["col"]] == [o["size"], o["color"], o["shape"]]
+    assert sum(c == [None, None, "nothing"] for c in cells) == 9 - len(scene["objects"])
+    vlm = load_vlm(tiny_grid3)
+    vlm.use_word_tokens(visual_words(shapes64))
+    targets = cell_targets(vlm, train)
+    assert len(targets) == 40 and targets[train[0].image].shape == (9, 3)
+    before = cell_accuracy(vlm, targets)
+    align_projector(vlm, train, steps=300, log=lambda s: None)
+    after = cell_accuracy(vlm, targets)
+    assert after["occupied"] > 0.9 and after["empty"] > 0.9 and after["occupied"] > before["occupied"] + 0.5
+    # and the tokens survive a save and a load
+    v2_path = tiny_grid3.parent / "aligned"
+    vlm.save(v2_path)
+    assert cell_accuracy(load_vlm(v2_path), targets) == after
+
+
+def test_swapped_images_are_another_scenes_and_grounding_questions_by_kind(shapes64):
+    from illume_rm.evaluate.controls import grounding_items, swap_images
+
+    val = load_examples(shapes64, "val")
+    swapped = swap_images(val)
+    assert [e.question for e in swapped] == [e.question for e in val]
+    assert all(s.image != e.image for s, e in zip(swapped, val))
+    assert len({s.image for s in swapped}) == len({e.image for e in val})
+    items = grounding_items(val, limit=4)
+    assert len({i[0] for i in items}) == 4
+    kinds = {k for *_, k in items}
+    assert kinds == {"what_occupied", "what_empty", "where"} or kinds == {"what_occupied", "where"}
+    assert all((a == "nothing") == (k == "what_empty") for _, q, a, k in items if q.startswith("What"))
+
+
+def test_warmup_report_has_the_controls_and_the_text_upper_bound(tiny_grid3, tmp_path):
+    args = ["warmup", "--set", f"model.base={tiny_grid3}", "--set", "model.image_size=64",
+            "--set", "data.shapes={train: 20, val: 6, test: 2, image_size: 64}",
+            "--set", "warmup.steps=3", "--set", "warmup.batch_size=4", "--set", "warmup.align_steps=20",
+            "--out", str(tmp_path / "copy")]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "copy" / "warmup.json").read_text())
+    assert set(report["swapped"]) == set(report["after"])
+    assert set(report["grounding"]) <= {"what_occupied", "what_empty", "where"} and "where" in report["grounding"]
+    assert set(report["cells"]) == {"occupied", "empty"}
+    assert "swapped" in r.output and "lost" in r.output and "grounding questions" in r.output
+    assert "text" not in report
+    r2 = CliRunner().invoke(cli, args + ["--upper-bound"])
+    assert r2.exit_code == 0, r2.output
+    report = json.loads((tmp_path / "copy" / "warmup.json").read_text())
+    assert report["text"]["steps"] == 2 and set(report["text"]["after"]) == set(report["after"])  # 3 steps x 50%
+    assert "upper bound" in r2.output
+
+
+def test_word_tokens_need_a_vocabulary(tiny_vlm_path, tmp_path):
+    from illume_rm.records import Example, write_jsonl
+
+    write_jsonl(tmp_path / "train.jsonl", [Example(id="a", question="q?", answers=["yes"],
+                                                   image=str(tmp_path / "x.png"))])
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    r = CliRunner().invoke(cli, ["warmup", "--set", f"model.base={tiny_vlm_path}", "--set", "data.name=jsonl",
+                                 "--data-path", str(tmp_path / "train.jsonl")])
+    assert r.exit_code == 2 and "model.visual_words" in r.output
+
+
+def test_balanced_grounding_asks_of_as_many_empty_cells_as_occupied_ones(shapes64):
+    from collections import Counter
+
+    from illume_rm.train.warmup import warmup_items
+
+    train = load_examples(shapes64, "train")
+    _, _, every = warmup_items(train)
+    _, _, balanced = warmup_items(train, balance=True, seed=0)
+    nothing = Counter(img for img, _, t in balanced if t == " nothing")
+    named = Counter(img for img, p, t in balanced if t != " nothing" and "What is" in p)
+    assert nothing and all(nothing[img] == min(named[img], 9 - named[img]) for img in named | nothing)
+    # every question whose answer names an object or a place is kept
+    assert [i for i in every if i[2] != " nothing"] == [i for i in balanced if i[2] != " nothing"]
+    assert warmup_items(train, balance=True, seed=0) == warmup_items(train, balance=True, seed=0)
