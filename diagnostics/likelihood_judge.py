@@ -1,0 +1,69 @@
+"""How well does the sampling VLM's own likelihood of a rationale rank it, against a judge's verdicts?
+
+Each sampled candidate carries ``logprob``: the log-probability of its rationale under the model that
+sampled it (given the image, the question and the gold answer). Now that the built-in VLM reads its
+image, a true rationale should be more likely than a false one. This prints the ROC-AUC of that
+number against the judgements (no training at all), and of a logistic regression on [log-probability,
+per-word log-probability, words] fitted on a seed of ``--seed-size`` judgements and scored on the rest
+(mean and standard error over ``--splits`` random seeds), beside the same split's AUC of the raw
+log-probability.
+
+    .venv/bin/python diagnostics/likelihood_judge.py runs/shapes-critic/iter-000/candidates.jsonl oracle.jsonl
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+from illume_rm.errors import UserError
+from illume_rm.records import Candidate, Judgement, read_jsonl
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("candidates")
+    ap.add_argument("judgements")
+    ap.add_argument("--seed-size", type=float, default=0.1, help="share of judgements the calibration sees")
+    ap.add_argument("--splits", type=int, default=10)
+    a = ap.parse_args(argv)
+    cands = {c.id: c for c in read_jsonl(a.candidates, Candidate)}
+    judged = [j for j in read_jsonl(a.judgements, Judgement) if j.candidate_id in cands]
+    if not judged:
+        raise UserError(f"{a.judgements}: no judgement is of a candidate in {a.candidates}")
+    if any(cands[j.candidate_id].logprob is None for j in judged):
+        raise UserError(f"{a.candidates}: candidates without a logprob (sampled by an older version?)")
+    y = np.array([bool(j.accepted) for j in judged])
+    lp = np.array([cands[j.candidate_id].logprob for j in judged])
+    words = np.array([max(1, len(cands[j.candidate_id].rationale.split())) for j in judged])
+    x = np.stack([lp, lp / words, words], 1)
+    print(f"{len(y)} judgements, {int(y.sum())} accepted")
+    print(f"ROC-AUC of the sampling model's log-probability, no training: {roc_auc_score(y, lp):.3f}")
+    n_seed = max(2, round(a.seed_size * len(y)))
+    fitted, raw = [], []
+    for s in range(a.splits):
+        idx = list(range(len(y)))
+        random.Random(s).shuffle(idx)
+        seed, rest = idx[:n_seed], idx[n_seed:]
+        if len(set(y[seed])) < 2 or len(set(y[rest])) < 2:
+            continue
+        m = LogisticRegression(class_weight="balanced", max_iter=1000).fit(x[seed], y[seed])
+        fitted.append(roc_auc_score(y[rest], m.decision_function(x[rest])))
+        raw.append(roc_auc_score(y[rest], lp[rest]))
+    se = lambda v: statistics.stdev(v) / len(v) ** 0.5 if len(v) > 1 else float("nan")  # noqa: E731
+    print(f"calibrated on {n_seed} judgements, scored on the other {len(y) - n_seed} ({len(fitted)} splits): "
+          f"ROC-AUC {statistics.mean(fitted):.3f} ± {se(fitted):.3f} (raw log-probability on the same: "
+          f"{statistics.mean(raw):.3f} ± {se(raw):.3f})")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
