@@ -198,3 +198,31 @@ def test_scene_text_reward_reads_the_vlms_description(tiny_grid3, shapes64, tmp_
         load_reward(tmp_path / "st").score(by_id, [rows[0][1]])
     probs = load_reward(tmp_path / "st", vlm=vlm).score(by_id, [c for _, c, _ in rows])
     assert len(probs) == len(rows) and all(0.0 <= p <= 1.0 for p in probs)
+
+
+def test_vlm_likelihood_reward_scores_by_the_vlms_own_likelihood(tiny_grid3, shapes64, tmp_path):
+    """The judge is the VLM's teacher-forced log-probability of the rationale, calibrated by a logistic
+    regression on the judgements; saved as plain JSON weights, reloaded to the same scores."""
+    from illume_rm.errors import UserError
+    from illume_rm.records import Candidate
+    from illume_rm.reward import RewardConfig, load_reward, train_reward
+    from illume_rm.reward.model import LikelihoodReward
+
+    vlm = load_vlm(tiny_grid3)
+    vlm.use_word_tokens(visual_words(shapes64))
+    train = load_examples(shapes64, "train")[:12]
+    good = [Candidate(id=f"{e.id}#g", example_id=e.id, answer=e.answer, rationale="yes yes yes") for e in train]
+    bad = [Candidate(id=f"{e.id}#b", example_id=e.id, answer=e.answer,
+                     rationale="a long rationale that goes on and on about nothing at all") for e in train]
+    rows = [(e, g, True) for e, g in zip(train, good)] + [(e, b, False) for e, b in zip(train, bad)]
+    feats = LikelihoodReward.features([(e, c) for e, c, _ in rows], vlm)
+    assert feats.shape == (24, 3) and (feats[:, 0] < 0).all()
+    assert torch.allclose(feats[:, 0], feats[:, 1] * feats[:, 2])  # sum = per-token mean x tokens
+    assert (feats[12:, 2] > feats[:12, 2]).all()  # the long rationales have more tokens
+    train_reward(rows, RewardConfig(kind="vlm-likelihood", heldout_fraction=0.0), tmp_path / "lk", vlm=vlm,
+                 log=lambda *_: None)
+    by_id = {e.id: e for e in train}
+    probs = load_reward(tmp_path / "lk", vlm=vlm).score(by_id, [c for _, c, _ in rows])
+    assert sum(probs[:12]) / 12 > sum(probs[12:]) / 12 + 0.5  # separable by length alone: learned
+    with pytest.raises(UserError, match="warm-up VLM"):
+        load_reward(tmp_path / "lk").score(by_id, good[:1])

@@ -124,10 +124,12 @@ def base_vlm(recipe, path=None):
 
 def reward_vlm(recipe, kind: str):
     """The VLM a reward model of this kind reads: image-aware, the frozen vision encoder's features;
-    scene-text, what the warm-up's image tokens say; the others none."""
-    if kind == "image-aware":
+    scene-text and vlm-likelihood, the warm-up model; the others none."""
+    from .reward.model import NEEDS_VLM
+
+    if NEEDS_VLM.get(kind) == "features":
         return base_vlm(recipe)
-    if kind == "scene-text":
+    if NEEDS_VLM.get(kind) == "warm-up":
         return base_vlm(recipe, str(warmup_checkpoint(recipe)))
     return None
 
@@ -483,7 +485,8 @@ def _suggest(store, run: Path, reward_dir: Path) -> None:
 @click.argument("recipe", required=False)
 @click.option("--candidates", "cands_path", required=True, help="candidates.jsonl the judgements are about.")
 @click.option("--judgements", "judg_path", required=True, help="judgements.jsonl (people, critic or oracle).")
-@click.option("--kind", type=click.Choice(["cross-encoder", "image-aware", "pairwise", "scene-text"]), default=None,
+@click.option("--kind", type=click.Choice(["cross-encoder", "image-aware", "pairwise", "scene-text", "vlm-likelihood"]),
+              default=None,
               help="Default: the recipe's selector.reward.kind (cross-encoder).")
 @click.option("--limit", type=int, default=None,
               help="Train on this many judgements (a random sample); the rest are scored as unseen candidates.")

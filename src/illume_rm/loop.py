@@ -251,8 +251,10 @@ class Run:
         return self.dir / "reward-model"
 
     def _reward_vlm(self):
-        """The image-aware reward model's image features come from the (frozen) vision encoder: load it once."""
-        if self.recipe.selector.reward.kind not in ("image-aware", "scene-text"):
+        """The VLM a reward model reads (the frozen encoder's features, or the warm-up model itself): loaded once."""
+        from .reward.model import NEEDS_VLM
+
+        if self.recipe.selector.reward.kind not in NEEDS_VLM:
             return None
         if self._feature_vlm is None:
             self._feature_vlm = self.model(None)

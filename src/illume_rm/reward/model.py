@@ -7,6 +7,10 @@
 - ``scene-text``: the cross-encoder, with what the warm-up VLM's word-anchored image tokens say of
   the image ("top left: small red circle, top middle: nothing, ...") written before the question:
   the VLM's perception, as text the encoder reads.
+- ``vlm-likelihood``: the warm-up VLM judges: the log-probability it gives the rationale after the
+  image, the question and the answer (teacher-forced, as it would sample it), its per-token mean and
+  the token count, through a logistic regression fitted on the judgements (three weights and a bias,
+  so a small seed suffices). A model that reads its image finds a false claim less likely.
 - ``image-aware``: the same text encoder reads the pair; its [CLS] attends over the image tokens of
   the VLM's frozen vision encoder, and a small head scores the fusion. A text-only model cannot tell
   whether "the square is green" is true of *this* image; this one can.
@@ -32,7 +36,7 @@ from ..errors import MissingDependency, UserError
 from ..records import Candidate, Example, write_json
 from .metrics import agreement, threshold_for_precision
 
-KINDS = ("cross-encoder", "image-aware", "pairwise", "scene-text")
+KINDS = ("cross-encoder", "image-aware", "pairwise", "scene-text", "vlm-likelihood")
 
 
 @dataclass
@@ -134,6 +138,64 @@ class SceneTextReward(CrossEncoderReward):
         from sentence_transformers import CrossEncoder
 
         return cls(CrossEncoder(str(path / "model"), max_length=256), threshold)
+
+
+class LikelihoodReward:
+    kind = "vlm-likelihood"
+    FEATURES = ("logprob", "logprob per token", "tokens")
+
+    def __init__(self, weights: list[float] | None = None, bias: float = 0.0, mean: list[float] | None = None,
+                 scale: list[float] | None = None, threshold: float = 0.5):
+        self.weights, self.bias, self.mean, self.scale, self.threshold = weights, bias, mean, scale, threshold
+
+    @classmethod
+    def new(cls, cfg: RewardConfig) -> "LikelihoodReward":
+        return cls()
+
+    @staticmethod
+    @torch.no_grad()
+    def features(pairs: Sequence[tuple[Example, Candidate]], vlm, batch_size: int = 32) -> torch.Tensor:
+        """[n, 3]: log p(rationale | image, "Q: .. A: answer, seeing that"), per token, tokens."""
+        if vlm is None or not hasattr(vlm, "model") or not hasattr(vlm.model, "target_loss"):
+            raise UserError("the vlm-likelihood reward model needs the warm-up VLM (the built-in one)")
+        from ..sampling import rationale_prompt
+
+        was = vlm.model.training
+        vlm.model.eval()
+        rows = []
+        for start in range(0, len(pairs), batch_size):
+            chunk = pairs[start:start + batch_size]
+            items = [(ex.image, rationale_prompt(ex, c.answer), " " + c.rationale) for ex, c in chunk]
+            batch = vlm._inputs(items, "right", with_targets=True)
+            mean_nll = vlm.model.target_loss(**batch).float().cpu()
+            tokens = (batch["labels"][:, 1:] != -100).sum(1).float().cpu()
+            rows.append(torch.stack([-mean_nll * tokens, -mean_nll, tokens], 1))
+        vlm.model.train(was)
+        return torch.cat(rows)
+
+    def fit(self, rows, cfg: RewardConfig, vlm=None) -> None:
+        from sklearn.linear_model import LogisticRegression
+
+        x = self.features([(ex, c) for ex, c, _ in rows], vlm).numpy()
+        self.mean, self.scale = x.mean(0).tolist(), (x.std(0) + 1e-6).tolist()
+        z = (x - self.mean) / self.scale
+        lr = LogisticRegression(class_weight="balanced", max_iter=1000, random_state=cfg.seed)
+        lr.fit(z, [bool(y) for _, _, y in rows])
+        self.weights, self.bias = lr.coef_[0].tolist(), float(lr.intercept_[0])
+
+    def predict(self, examples, candidates, vlm=None, batch_size: int = 32) -> list[float]:
+        x = self.features([(examples[c.example_id], c) for c in candidates], vlm, batch_size)
+        z = (x - torch.tensor(self.mean)) / torch.tensor(self.scale)
+        return torch.sigmoid(z @ torch.tensor(self.weights) + self.bias).tolist()
+
+    def save(self, path: Path) -> None:
+        write_json(path / "likelihood.json", {"features": list(self.FEATURES), "weights": self.weights,
+                                              "bias": self.bias, "mean": self.mean, "scale": self.scale})
+
+    @classmethod
+    def load(cls, path: Path, threshold: float) -> "LikelihoodReward":
+        d = json.loads((path / "likelihood.json").read_text())
+        return cls(d["weights"], d["bias"], d["mean"], d["scale"], threshold)
 
 
 class FusionHead(nn.Module):
@@ -309,8 +371,9 @@ class PairwiseReward:
 
 
 CLASSES = {"cross-encoder": CrossEncoderReward, "image-aware": ImageAwareReward, "pairwise": PairwiseReward,
-           "scene-text": SceneTextReward}
-NEEDS_VLM = {"image-aware": "features", "scene-text": "warm-up"}  # what of the VLM each kind reads
+           "scene-text": SceneTextReward, "vlm-likelihood": LikelihoodReward}
+# what of the VLM each kind reads: the frozen encoder's features, or the warm-up model itself
+NEEDS_VLM = {"image-aware": "features", "scene-text": "warm-up", "vlm-likelihood": "warm-up"}
 
 
 # -- training, saving, loading -------------------------------------------------------------
@@ -372,8 +435,8 @@ class RewardScorer:
         self.threshold = model.threshold
 
     def score(self, examples, candidates) -> list[float]:
-        if self.model.kind == "scene-text" and self.vlm is None:
-            raise UserError(f"{self.path}: a scene-text reward model reads the warm-up VLM; load it with vlm=")
+        if NEEDS_VLM.get(self.model.kind) == "warm-up" and self.vlm is None:
+            raise UserError(f"{self.path}: a {self.model.kind} reward model reads the warm-up VLM; load it with vlm=")
         if self.model.kind == "image-aware" and self.vlm is None:
             from ..vlm import load_vlm
 
