@@ -16,7 +16,7 @@ from ..records import Example
 from ..vlm.base import ANSWER_TEMPLATE, VLM, parse_answer
 from .accuracy import normalize
 
-GROUNDING_IMAGES = 60  # images whose grounding questions are asked (9 cells + each object's place)
+GROUNDING_IMAGES = 100  # images whose grounding questions are asked (9 cells + each object's place)
 
 
 def swap_images(examples: Sequence[Example]) -> list[Example]:
