@@ -208,11 +208,8 @@ def _add_controls(recipe, ckpt: Path, report: dict, upper_bound: bool) -> dict:
         if not can_write_as_text(train + val):
             raise UserError(f"--upper-bound: data '{recipe.data.name}' has no scene graphs to write as text")
         click.echo("training the text upper bound (the scene as text instead of the image)")
-        from .vlm import load_vlm
-
-        base = load_vlm(recipe.model.base, device=recipe.model.device, image_size=recipe.model.image_size,
-                        image_grid=recipe.model.image_grid)
-        report["text"] = text_upper_bound(base, train, val, recipe.warmup, seed=recipe.seed, log=click.echo)
+        report["text"] = text_upper_bound(base_vlm(recipe), train, val, recipe.warmup, seed=recipe.seed,
+                                          log=click.echo)
     write_json(ckpt / "warmup.json", report)
     return report
 

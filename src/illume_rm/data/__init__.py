@@ -44,13 +44,12 @@ def generator_version(cfg: DataConfig) -> int:
 
 def visual_words(cfg: DataConfig) -> list[list[str]] | None:
     """What the built-in VLM's word-anchored image tokens may say about one grid cell, slot by slot
-    (each slot also may say nothing); None for data that has no such vocabulary."""
+    (each slot also may say nothing), for data whose scene graphs place objects on the grid (the
+    per-cell targets the tokens are trained on; without them word tokens learned nothing measurable);
+    None for other data."""
     if cfg.name == "shapes":
         from .scene import COLORS, SHAPES, SIZES
         return [list(SIZES), list(COLORS), [*SHAPES, "nothing"]]
-    if cfg.name == "easy-vqa":
-        from .easyvqa import _COLORS, _SHAPES
-        return [list(_COLORS), [*_SHAPES, "nothing"]]
     return None
 
 
