@@ -1,3 +1,4 @@
+import json
 from click.testing import CliRunner
 
 from illume_rm.cli import cli
@@ -61,3 +62,39 @@ def test_unknown_recipe_key_and_missing_recipe(tmp_path):
 def test_missing_checkpoint(tmp_path):
     r = run("warmup", "--set", f"model.base={tmp_path / 'no-model'}")
     assert r.exit_code == 2 and "no-model does not exist" in r.output
+
+
+def _vqax_candidates(tmp_path):
+    from illume_rm.records import Candidate
+
+    path = tmp_path / "cands.jsonl"
+    write_jsonl(path, [Candidate(id="c1", example_id="vqa-x-1001", answer="giraffe", rationale="it has a long neck"),
+                       Candidate(id="c2", example_id="vqa-x-1002", answer="yes", rationale="the man is standing")])
+    return path
+
+
+def test_evaluate_a_data_path_needs_a_dataset_that_reads_files(tmp_path):
+    r = run("evaluate", "--data-path", str(FIXTURES / "nlx_vqa_small.json"), "--candidates",
+            str(_vqax_candidates(tmp_path)))
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "dataset is 'shapes', which reads no file" in r.output and "data.name=vqa-x" in r.output
+
+
+def test_evaluate_a_whole_file_as_the_test_split_and_count_what_is_left_out(tmp_path):
+    cands = str(_vqax_candidates(tmp_path))
+    common = ["--set", "data.name=vqa-x", "--data-path", str(FIXTURES / "nlx_vqa_small.json"), "--split", "test",
+              "--candidates", cands, "--set", "evaluation.scorer=python"]
+    whole = run("evaluate", *common, "--whole-file", "--out", str(tmp_path / "m.json"))
+    assert whole.exit_code == 0, whole.output
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["n"] == 2 and metrics["outside"] == 0
+    # NLX-GPT's protocol: "giraffe" is the most common answer of 1001, "yes" is not 1002's ("no")
+    assert metrics["filtered"] == metrics["filtered"] | {"n": 1, "protocol": "nlx-gpt"}
+    assert "filtered: questions answered correctly under the nlx-gpt protocol" in whole.output
+    assert "METEOR left out" in whole.output
+    split = run("evaluate", *common, "--out", str(tmp_path / "m2.json"))
+    assert split.exit_code == 0, split.output
+    assert "is one file, split 80/10/10 by example id" in split.output
+    metrics = json.loads((tmp_path / "m2.json").read_text())
+    assert metrics["n"] + metrics["outside"] == 2
+    assert any("outside the evaluated examples and were not scored" in n for n in metrics["notes"])

@@ -1,18 +1,86 @@
+import json
 import shutil
+from pathlib import Path
 
 import pytest
 
 from illume_rm.data.shapes import ShapesConfig, generate
 from illume_rm.evaluate.accuracy import answer_score, chance_by_family
 from illume_rm.evaluate.nlg import nlg_scores, rouge_l
+from illume_rm.errors import UserError
 from illume_rm.records import Example
 
 
-def test_vqa_accuracy_and_exact_match():
-    ten = ["giraffe"] * 2 + ["zebra"] * 8
-    assert answer_score("giraffe", ten) == pytest.approx(2 / 3)
-    assert answer_score("Zebra.", ten) == 1.0
+def test_vqa_accuracy_averages_over_the_ten_leave_one_out_sets():
+    # the VQA challenge's definition: min(#humans who said it / 3, 1), averaged over the 10 sets of 9
+    # humans. By hand: said by 1 of 10: 9 sets hold 1 match -> 9 x 1/3 / 10 = 0.3; by 2: 2 sets hold 1
+    # match, 8 hold 2 -> (2/3 + 8 x 2/3) / 10 = 0.6; by 3: (3 x 2/3 + 7 x 1) / 10 = 0.9; by 4 or more: 1.
+    for said_by, expected in [(0, 0.0), (1, 0.3), (2, 0.6), (3, 0.9), (4, 1.0), (10, 1.0)]:
+        ten = ["giraffe"] * said_by + ["zebra", "horse"] * 5
+        assert answer_score("giraffe", ten[:10]) == pytest.approx(expected), said_by
     assert answer_score("the dog", ["dog"]) == 1.0 and answer_score("cat", ["dog"]) == 0.0
+
+
+@pytest.mark.parametrize("pred, answers, expected", [
+    ("Zebra.", ["zebra"] * 10, 1.0),                       # case and a final full stop
+    ("Two", ["2"] * 6 + ["3"] * 4, 1.0),                    # number words are digits
+    ("none", ["0"] * 10, 1.0),
+    ("the living room", ["living room"] * 10, 1.0),        # articles go
+    ("living-room", ["living room"] * 9 + ["den"], 1.0),    # a hyphen inside a word is a space
+    ("yes!", ["yes"] * 10, 1.0),
+    ("isnt", ["isn't"] * 10, 1.0),                          # contractions get their apostrophe
+    ("3.5", ["3.5"] * 4 + ["3"] * 6, 1.0),                  # a decimal point stays
+    ("1,000", ["1000"] * 10, 1.0),                          # a thousands comma goes
+    ("Yes", ["yes", "yes, it is"] + ["no"] * 8, 0.3),       # the others' punctuation only when they disagree
+    ("two", ["two"] * 10, 0.0),                             # the official quirk: human answers are not digit-mapped
+])
+def test_vqa_accuracy_normalises_as_the_official_code(pred, answers, expected):
+    assert answer_score(pred, answers) == pytest.approx(expected)
+
+
+def test_correct_answers_by_protocol():
+    from illume_rm.evaluate.accuracy import is_correct, most_common_answer
+
+    ten = ["giraffe"] * 3 + ["zebra"] * 7
+    assert most_common_answer(["Two", "2", "3"]) == "2"
+    # NLX-GPT's: only the most common human answer counts; any-annotator: any human's answer
+    assert is_correct("zebra", ten) and not is_correct("giraffe", ten)
+    assert is_correct("giraffe", ten, "any-annotator") and not is_correct("horse", ten, "any-annotator")
+    assert is_correct("The zebra.", ten)
+    with pytest.raises(UserError, match="unknown answer protocol 'e-vil'"):
+        is_correct("zebra", ten, "e-vil")
+
+
+REFERENCE = json.loads((Path(__file__).parent / "fixtures" / "pycocoevalcap_reference.json").read_text())
+
+
+@pytest.mark.parametrize("case", REFERENCE["tokenizer"], ids=lambda c: c["text"][:30])
+def test_tokenizer_gives_what_the_ptb_tokenizer_leaves(case):
+    from illume_rm.evaluate.nlg import tokenize
+
+    assert " ".join(tokenize(case["text"])) == case["pycocoevalcap"]
+
+
+@pytest.mark.parametrize("name", ["short", "long"])
+def test_python_scorer_equals_recorded_pycocoevalcap(name):
+    # recorded from pycocoevalcap with Java: three-word hypotheses have no 4-grams, so BLEU-4 is ~0
+    # there (an order without n-grams is not a precision of 1)
+    case = REFERENCE["sets"][name]
+    py = nlg_scores(case["hyps"], REFERENCE["refs"], use_coco=False)
+    for key in ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr"):
+        assert py[key] == pytest.approx(case["pycocoevalcap"][key], rel=1e-6, abs=1e-9), key
+
+
+@pytest.mark.skipif(shutil.which("java") is None, reason="needs Java for pycocoevalcap")
+def test_recorded_reference_is_what_pycocoevalcap_gives_here():
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    texts = [c["text"] for c in REFERENCE["tokenizer"]]
+    live = PTBTokenizer().tokenize({i: [{"caption": t}] for i, t in enumerate(texts)})
+    assert [live[i][0] for i in range(len(texts))] == [c["pycocoevalcap"] for c in REFERENCE["tokenizer"]]
+    coco = nlg_scores(REFERENCE["sets"]["short"]["hyps"], REFERENCE["refs"], use_coco=True)
+    for key, value in REFERENCE["sets"]["short"]["pycocoevalcap"].items():
+        assert coco[key] == pytest.approx(value, rel=1e-9), key
 
 
 def test_rouge_l_matches_the_coco_formula():

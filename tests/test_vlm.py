@@ -60,6 +60,31 @@ def test_tiny_model_overfits_and_generates_with_and_without_image(tiny_vlm_path,
     assert [vlm.generate([it[:2] + (None,)], max_new_tokens=12)[0] for it in items] == out
 
 
+def test_cpu_eager_attention_computes_what_sdpa_does(tiny_vlm_path, shapes_small):
+    """The built-in VLM trains with eager attention on a CPU (faster there); padded losses, their
+    gradients and left-padded generation must equal SDPA's."""
+    from illume_rm.data import load_examples
+
+    vlm = load_vlm(tiny_vlm_path)
+    lm = vlm.model.language_model
+    assert lm.config._attn_implementation == "eager"
+    ex = load_examples(shapes_small, "train")[0]
+    items = [(ex.image, "Q: " + ex.question + " A:", " " + ex.answer + ", because of many words here"),
+             (None, "Q: short? A:", " no")]
+    out = {}
+    for impl in ("eager", "sdpa"):
+        lm.set_attn_implementation(impl)
+        vlm.model.zero_grad()
+        loss = vlm.loss(items)
+        loss.backward()
+        grad = vlm.model.projector[1].weight.grad.clone()
+        gen = vlm.generate([(i, p, None) for i, p, _ in items], max_new_tokens=6)
+        out[impl] = (loss.detach(), grad, gen)
+    assert torch.allclose(out["eager"][0], out["sdpa"][0], atol=1e-5)
+    assert torch.allclose(out["eager"][1], out["sdpa"][1], atol=1e-5, rtol=1e-4)
+    assert out["eager"][2] == out["sdpa"][2]
+
+
 def test_sampling_returns_k_per_item(tiny_vlm_path):
     vlm = load_vlm(tiny_vlm_path)
     out = vlm.generate([(None, "Q: x? A:", None)] * 2, do_sample=True, temperature=0.9, top_k=50,

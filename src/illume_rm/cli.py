@@ -36,12 +36,19 @@ def recipe_options(f):
                      help="Override a recipe field, e.g. --set warmup.steps=50 (repeatable).")(f)
     f = click.option("--images", type=str, default=None, help="Image folder for NLX-GPT data (VQA-X, ...).")(f)
     f = click.option("--data-path", type=str, default=None, help="Dataset file or folder (VQA-X JSON, JSONL).")(f)
+    f = click.option("--whole-file", is_flag=True, expose_value=False, is_eager=False,
+                     callback=lambda ctx, _param, value: ctx.meta.__setitem__("whole_file", value),
+                     help="A single --data-path file is the split asked for, whole (e.g. an official test "
+                          "file as --split test), instead of being split 80/10/10 by example id.")(f)
     return f
 
 
 def _overrides(overrides, data_path=None, images=None) -> list[str]:
     """--set overrides plus those that --data-path and --images stand for."""
     extra = list(overrides)
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.meta.get("whole_file"):
+        extra.append("data.whole_file=true")
     if data_path:
         extra.append(f"data.path={json.dumps(data_path)}")
     if images:
@@ -348,7 +355,7 @@ def evaluate(recipe, split, cands_path, out, checkpoint, adapter, data_path, ima
         cands = _read_candidates(cands_path)
     else:
         cands = explain(_model(r, checkpoint, adapter), examples, r.sampling)
-    metrics = evaluate_candidates(examples, cands, r.use_coco())
+    metrics = evaluate_candidates(examples, cands, r.use_coco(), r.evaluation.protocol)
     for note in metrics["notes"]:
         click.echo(f"warning: {note}", err=True)
     click.echo(metrics_table([(cands_path or adapter or checkpoint or "warm-up", metrics)]))

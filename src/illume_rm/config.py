@@ -61,6 +61,9 @@ class LoopConfig:
 @dataclass
 class EvaluationConfig:
     scorer: str = "auto"           # auto (pycocoevalcap when Java is there), coco, or python
+    # which answers count as correct for the filtered scores: nlx-gpt (the most common human answer,
+    # NLX-GPT's rule) or any-annotator (any human's answer); evaluate/accuracy.py
+    protocol: Literal["nlx-gpt", "any-annotator"] = "nlx-gpt"
 
 
 @dataclass

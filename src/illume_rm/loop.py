@@ -128,7 +128,8 @@ class Run:
             cands = explain(vlm, self.eval_examples(), self.recipe.sampling, iteration=iteration, model_name=label)
             write_jsonl(cands_path, cands)
         cands = read_jsonl(cands_path, Candidate)
-        metrics = evaluate_candidates(self.eval_examples(), cands, self.recipe.use_coco())
+        metrics = evaluate_candidates(self.eval_examples(), cands, self.recipe.use_coco(),
+                                      self.recipe.evaluation.protocol)
         metrics["label"] = label
         write_json(metrics_path, metrics)
         return metrics

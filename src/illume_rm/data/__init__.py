@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,8 @@ NLX_FILES = {"vqa-x": "vqaX_{split}.json", "act-x": "actX_{split}.json", "esnliv
 class DataConfig:
     name: str = "shapes"
     path: str | None = None      # NLX-GPT JSON file or folder, or a JSONL file; '{split}' in it is replaced,
-                                 # and a single file is split 80/10/10 by example id
+                                 # and a single file is split 80/10/10 by example id (a note says so)
+    whole_file: bool = False     # a single file is the split asked for, whole (an official test file as test)
     images: str | None = None    # image folder for NLX-GPT data
     limit: int | None = None     # at most this many examples per split
     shapes: ShapesConfig = field(default_factory=ShapesConfig)
@@ -81,6 +83,9 @@ def load_examples(cfg: DataConfig, split: str) -> list[Example]:
     """All examples of one split (``train``, ``val`` or ``test``)."""
     if cfg.name not in DATASETS:
         raise UserError(f"unknown dataset '{cfg.name}' (choose one of {', '.join(DATASETS)})")
+    if cfg.path and cfg.name in ("shapes", "easy-vqa"):
+        raise UserError(f"a data path ({cfg.path}) is given but the dataset is '{cfg.name}', which reads no file: "
+                        "name the dataset, e.g. --set data.name=vqa-x (or act-x, esnlive, jsonl)")
     if cfg.name == "shapes":
         from .shapes import load
         examples = load(split, cfg.shapes, cache_dir())
@@ -94,11 +99,26 @@ def load_examples(cfg: DataConfig, split: str) -> list[Example]:
     else:
         from .nlx import load
         examples = load(_split_path(cfg, split), name=cfg.name, images=cfg.images)
-    if cfg.name not in ("shapes", "easy-vqa") and "{split}" not in (cfg.path or "") and Path(cfg.path).is_file():
+    if (cfg.name not in ("shapes", "easy-vqa") and "{split}" not in (cfg.path or "") and Path(cfg.path).is_file()
+            and not cfg.whole_file):
+        whole = len(examples)
         examples = [ex for ex in examples if _hash_split(ex.id) == split]
+        _note_once(f"note: {cfg.path} is one file, split 80/10/10 by example id: its '{split}' part is "
+                   f"{len(examples)} of its {whole} examples (--whole-file, or data.whole_file: true, takes "
+                   f"the whole file as the '{split}' split)")
     if cfg.limit is not None:
         examples = examples[: cfg.limit]
     return examples
+
+
+_NOTED: set[str] = set()
+
+
+def _note_once(text: str) -> None:
+    """A note on stderr, once per process (a split is loaded many times in a run)."""
+    if text not in _NOTED:
+        _NOTED.add(text)
+        print(text, file=sys.stderr)
 
 
 def _hash_split(example_id: str) -> str:

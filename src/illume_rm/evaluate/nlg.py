@@ -15,12 +15,44 @@ import warnings
 from collections import Counter
 from typing import Mapping, Sequence
 
-_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+# What pycocoevalcap's PTBTokenizer (Stanford PTBTokenizer, -lowerCase) leaves after it drops its
+# punctuation tokens, written as rules and checked against it (tests/test_metrics.py):
+# words keep inner hyphens, slashes and "@" ("long-necked", "and/or"); numbers keep "3.5" and "1,000";
+# clitics split off ("is n't", "ca n't", "it 's", "they 're"); brackets become -lrb- -rrb- -lsb- -rsb-
+# -lcb- -rcb-; other symbols ("%", "$", "&", "+", "=", "#", "*") are tokens; . , ? ! : ; quotes and
+# dashes are dropped.
+_PTB_TOKEN = re.compile(r"(?:[a-z]\.){2,}|\d+(?:[.,]\d+)+|[^\W_]+(?:[-/@'’][^\W_]+)*'?|@[^\W_]+|\S", re.UNICODE)
+_DROPPED = set(".,?!:;'\"`-’‘“”…")
+_BRACKETS = {"(": "-lrb-", ")": "-rrb-", "[": "-lsb-", "]": "-rsb-", "{": "-lcb-", "}": "-rcb-"}
+_CLITIC = re.compile(r"^(.+?)('s|'re|'ve|'ll|'d|'m)$")
+_SPLIT_WORDS = {"cannot": ["can", "not"], "gonna": ["gon", "na"], "wanna": ["wan", "na"], "gotta": ["got", "ta"]}
+
+
+def _ptb_word(word: str) -> list[str]:
+    word = word.replace("’", "'")
+    if word in _SPLIT_WORDS:
+        return list(_SPLIT_WORDS[word])
+    if word.endswith("'"):
+        return [word[:-1]] if word[:-1] else []
+    if word.endswith("n't") and len(word) > 3:
+        return [word[:-3], "n't"]
+    m = _CLITIC.match(word)
+    if m:
+        return [m.group(1), m.group(2)]
+    return [word]
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-case words without punctuation (what the PTB tokenizer leaves, near enough)."""
-    return _TOKEN.findall(text.lower())
+    """Lower-case tokens as pycocoevalcap's PTB tokenizer gives them, less its punctuation."""
+    out: list[str] = []
+    for tok in _PTB_TOKEN.findall(text.lower()):
+        if tok in _BRACKETS:
+            out.append(_BRACKETS[tok])
+        elif len(tok) == 1 and tok in _DROPPED:
+            continue
+        else:
+            out.extend(_ptb_word(tok))
+    return out
 
 
 def _lcs(a: Sequence[str], b: Sequence[str]) -> int:
@@ -73,12 +105,14 @@ def bleu(res: Mapping[str, list[str]], gts: Mapping[str, list[list[str]]], max_n
                 best |= _ngrams(r, n)
             matches[n - 1] += sum(min(c, best[g]) for g, c in h.items())
             totals[n - 1] += max(len(hyp) - n + 1, 0)
-    tiny = 1e-9
-    bp = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / max(hyp_len, 1))
-    scores, log_sum = [], 0.0
+    # pycocoevalcap's smoothing: an order with no n-grams at all has precision 1e-6, not 1
+    tiny, small = 1e-15, 1e-9
+    ratio = (hyp_len + tiny) / (ref_len + small)
+    bp = math.exp(1 - 1 / ratio) if ratio < 1 else 1.0
+    scores, prod = [], 1.0
     for n in range(max_n):
-        log_sum += math.log((matches[n] + tiny) / (totals[n] + tiny))
-        scores.append(bp * math.exp(log_sum / (n + 1)))
+        prod *= (matches[n] + tiny) / (totals[n] + small)
+        scores.append(bp * prod ** (1 / (n + 1)))
     return scores
 
 

@@ -1,6 +1,8 @@
 """Score the model's own answers and rationales on a split: accuracy, NLG scores in both
-protocols (unfiltered, and filtered to correctly answered questions) and, where scenes
-exist, the grounded rate (the share of rationales the oracle accepts)."""
+protocols (unfiltered, and filtered to correctly answered questions, "correct" as a named
+answer protocol says: ``accuracy.PROTOCOLS``) and, where scenes exist, the grounded rate (the
+share of rationales the oracle accepts). Candidates of questions outside the split are counted
+and named in the notes, never silently dropped."""
 from __future__ import annotations
 
 import warnings
@@ -8,7 +10,7 @@ from typing import Sequence
 
 from ..data.scene import is_grounded
 from ..records import Candidate, Example
-from .accuracy import accuracy_by_family, answer_score
+from .accuracy import accuracy_by_family, is_correct
 from .nlg import nlg_scores
 
 NLG_KEYS = ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
@@ -19,26 +21,31 @@ def grounded(ex: Example, rationale: str) -> bool:
 
 
 def evaluate_candidates(examples: Sequence[Example], candidates: Sequence[Candidate],
-                        use_coco: bool | None = None) -> dict:
+                        use_coco: bool | None = None, protocol: str = "nlx-gpt") -> dict:
     by_id = {ex.id: ex for ex in examples}
     cands = [c for c in candidates if c.example_id in by_id]
+    outside = len(candidates) - len(cands)
     exs = [by_id[c.example_id] for c in cands]
     preds = [c.answer for c in cands]
     acc = accuracy_by_family(exs, preds)
     refs = {c.example_id: by_id[c.example_id].explanations for c in cands}
     hyps = {c.example_id: c.rationale for c in cands}
-    correct = {c.example_id for c, ex in zip(cands, exs) if answer_score(c.answer, ex.answers) > 0}
+    correct = {c.example_id for c, ex in zip(cands, exs) if is_correct(c.answer, ex.answers, protocol)}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         unfiltered = nlg_scores(hyps, refs, use_coco)
         filtered = nlg_scores({k: v for k, v in hyps.items() if k in correct}, refs, use_coco) if correct else {}
     notes = sorted({str(w.message) for w in caught if issubclass(w.category, UserWarning)})
+    if outside:
+        notes.append(f"{outside} of {len(candidates)} candidates are of questions outside the evaluated "
+                     f"examples and were not scored")
     metrics = {
         "n": len(cands),
+        "outside": outside,
         "answer_accuracy": acc.get("all", 0.0),
         "accuracy_by_family": {k: v for k, v in acc.items() if k != "all"},
         "unfiltered": unfiltered,
-        "filtered": filtered | {"n": len(correct)},
+        "filtered": filtered | {"n": len(correct), "protocol": protocol},
         "notes": notes,
     }
     by_family: dict[str, list[bool]] = {}
@@ -63,4 +70,18 @@ def metrics_table(rows: Sequence[tuple[str, dict]]) -> str:
         cells.append(f"{100 * m['grounded_rate']:.1f}" if "grounded_rate" in m else "–")
         cells.append(f"{f['CIDEr']:.1f}" if "CIDEr" in f else "–")
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines + ["", scorer_line(rows)])
+
+
+def scorer_line(rows: Sequence[tuple[str, dict]]) -> str:
+    """Which code computed the table's NLG scores, what is missing, and what "filtered" means."""
+    scorers = sorted({m.get("unfiltered", {}).get("scorer", "") for _, m in rows} - {""})
+    protocols = sorted({m.get("filtered", {}).get("protocol", "") for _, m in rows} - {""})
+    parts = []
+    if scorers:
+        parts.append("NLG scorer: " + ", ".join(scorers))
+        if "python" in scorers:
+            parts.append("METEOR left out (pure-Python scorer: no Java)")
+    if protocols:
+        parts.append("filtered: questions answered correctly under the " + ", ".join(protocols) + " protocol")
+    return "; ".join(parts) + "." if parts else ""
