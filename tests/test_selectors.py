@@ -11,8 +11,8 @@ from illume_rm.selectors import RougeCritic, Rule, SceneOracle, Selector, make_s
 sys.path.insert(0, str(Path(__file__).parent / "plugins"))
 
 
-def cand(i, ex_id, text):
-    return Candidate(id=f"c{i}", example_id=ex_id, answer="yes", rationale=text)
+def cand(i, ex_id, text, answer="yes"):
+    return Candidate(id=f"c{i}", example_id=ex_id, answer=answer, rationale=text)
 
 
 def test_rules():
@@ -40,10 +40,12 @@ def test_critic_and_oracle_disagree_where_they_should():
     texts = ["the square on the right is green",   # ROUGE-L likes it; false
              "the square is gray",                 # true and on topic
              "the red circle is in the top left"]  # true, but not about the square
-    cands = [cand(i, "e", t) for i, t in enumerate(texts)]
+    cands = [cand(i, "e", t, "gray") for i, t in enumerate(texts)]
     critic = RougeCritic().score({"e": ex}, cands)
     oracle = SceneOracle().score({"e": ex}, cands)
     assert critic[0] > 0.5 and oracle == [0.0, 1.0, 0.0]
+    # a true rationale for another answer than the candidate's is not accepted
+    assert SceneOracle().score({"e": ex}, [cand(9, "e", "the square is gray", "red")]) == [0.0]
     j = Selector(SceneOracle(), Rule("threshold", threshold=0.5)).select({"e": ex}, cands)
     assert [x.accepted for x in j] == [False, True, False] and j[0].selector == "oracle>=0.5"
 

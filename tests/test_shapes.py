@@ -106,7 +106,7 @@ CELL_CASES = [
     ("the top left is a small red circle", [0], True),
     ("the top left has a small red circle", [0], True),
     ("the top left contains a red circle", [0], True),
-    ("the top-left is a red circle", [0], False),       # unparsed spelling: refused, not guessed
+    ("the top-left is a red circle", [0], True),        # the hyphenated spelling of the place
     ("the top left is a large red circle", [0], False),  # wrong size
     ("the top left is a small blue circle", [0], False),  # wrong colour
     ("the top right is a small red circle", [0], False),  # that cell is empty

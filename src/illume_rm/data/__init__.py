@@ -29,7 +29,8 @@ class DataConfig:
     name: str = "shapes"
     path: str | None = None      # NLX-GPT JSON file or folder, or a JSONL file; '{split}' in it is replaced,
                                  # and a single file is split 80/10/10 by example id (a note says so)
-    whole_file: bool = False     # a single file is the split asked for, whole (an official test file as test)
+    whole_file: bool = field(default=False, metadata={"hash_default": False})  # a single file is the split
+                                 # asked for, whole (an official test file as --split test)
     images: str | None = None    # image folder for NLX-GPT data
     limit: int | None = None     # at most this many examples per split
     shapes: ShapesConfig = field(default_factory=ShapesConfig)

@@ -54,7 +54,7 @@ def _refs(question: str, answer: str, obj: dict) -> list[str]:
         asked = [w for w in re.findall(r"\w+", question) if w in _SHAPES + _COLORS]
         missing = " ".join(asked) if asked else "such shape"
         noun = missing if any(w in _SHAPES for w in asked) else f"{missing} shape"
-        return [f"there is no {noun}", f"the only shape is {art} {c} {s}", f"the image shows {art} {c} {s}"]
+        return [f"there is no {noun}", f"the only shape is {art} {c} {s}", f"the image shows only {art} {c} {s}"]
     return [f"the shape is {art} {c} {s}", f"there is {art} {c} {s}", f"the image shows {art} {c} {s}"]
 
 

@@ -16,8 +16,9 @@ from .nlg import nlg_scores
 NLG_KEYS = ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
 
 
-def grounded(ex: Example, rationale: str) -> bool:
-    return is_grounded(ex.meta, ex.question, rationale)
+def grounded(ex: Example, rationale: str, answer: str | None = None) -> bool:
+    """Every claim true of the scene, and the rationale supports ``answer`` (the candidate's own)."""
+    return is_grounded(ex.meta, ex.question, rationale, answer)
 
 
 def evaluate_candidates(examples: Sequence[Example], candidates: Sequence[Candidate],
@@ -51,7 +52,7 @@ def evaluate_candidates(examples: Sequence[Example], candidates: Sequence[Candid
     by_family: dict[str, list[bool]] = {}
     for c, ex in zip(cands, exs):
         if "scene" in ex.meta:
-            by_family.setdefault(ex.meta.get("family", "all"), []).append(grounded(ex, c.rationale))
+            by_family.setdefault(ex.meta.get("family", "all"), []).append(grounded(ex, c.rationale, c.answer))
     if by_family:
         verdicts = [v for vs in by_family.values() for v in vs]
         metrics["grounded_rate"] = sum(verdicts) / len(verdicts)
