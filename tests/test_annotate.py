@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from illume_rm.annotate.agreement import agreement_report, cohen_kappa, fleiss_kappa
 from illume_rm.annotate.server import create_app, is_loopback
@@ -40,6 +42,11 @@ def world(tmp_path, shapes_small):
     store = Store.of_run(tmp_path)
     store.add_batch("iter-000", by_id, cands, k=1)
     return store, by_id, cands
+
+
+def nxt(client, annotator, **kw):
+    """Ask for the next question (a POST: handing one out changes state)."""
+    return client.post("/api/next", json={"annotator": annotator}, **kw)
 
 
 def rows(store, table):
@@ -81,8 +88,12 @@ def test_k_people_per_question_leases_and_skips(tmp_path, shapes_small):
         store.submit(a["task"], "alice", ids[:1])
     assert e.value.status == 409
     second = store.next_task("alice")
+    assert store.next_task("bob") is None  # carol and alice hold the second question: k = 2
+    with pytest.raises(Refused) as e:
+        store.skip(second["task"], "bob")  # not handed to bob: his skip cannot close it for them
+    assert e.value.status == 409
     store.skip(second["task"], "alice")
-    store.skip(second["task"], "bob")  # k skips close the question
+    store.skip(second["task"], "carol")  # k skips close the question
     (p,) = store.progress("b")
     assert (p.done, p.pending, p.closed) == (2, 0, 1)
     assert store.next_task("dave") is None
@@ -103,10 +114,13 @@ def test_kappa_values():
 def test_page_requests_through_the_test_client(world):
     store, _, _ = world
     client = create_app(store).test_client()
-    page = client.get("/")
-    assert page.status_code == 200 and b"textContent" in page.data
+    page, script = client.get("/"), client.get("/page.js")
+    assert page.status_code == 200 and script.status_code == 200 and b"textContent" in script.data
+    assert b"<script>" not in page.data and "script-src 'self';" in page.headers["Content-Security-Policy"]
+    assert "unsafe-inline" not in page.headers["Content-Security-Policy"].split("script-src")[1]
+    assert page.headers["Referrer-Policy"] == "no-referrer"
     assert b"window.__pwned" not in page.data  # model text never reaches the page as markup
-    data = client.get("/api/next?annotator=ann").get_json()
+    data = nxt(client, "ann").get_json()
     task = data["task"]
     assert data["progress"] == {"done": 0, "total": 3, "batches": data["progress"]["batches"]}
     assert any(c["rationale"] == XSS for c in task["candidates"])  # as data, for textContent
@@ -115,14 +129,14 @@ def test_page_requests_through_the_test_client(world):
     r = client.post("/api/judge", json={"task": task["task"], "annotator": "ann",
                                         "accepted": [task["candidates"][1]["id"]], "suggestions_shown": False})
     assert r.status_code == 201
-    assert client.get("/api/next?annotator=ann").get_json()["progress"]["done"] == 1
+    assert nxt(client, "ann").get_json()["progress"]["done"] == 1
     assert client.post("/api/judge", json={"task": task["task"], "annotator": "ann", "none": True}).status_code == 409
 
 
 def test_bad_requests_get_4xx_and_store_nothing(world):
     store, _, _ = world
     client = create_app(store).test_client()
-    task = client.get("/api/next?annotator=ann").get_json()["task"]
+    task = nxt(client, "ann").get_json()["task"]
     good = {"task": task["task"], "annotator": "ann", "accepted": [task["candidates"][0]["id"]]}
     bad = [
         ({**good, "accepted": ["no-such-candidate"]}, 404),
@@ -153,7 +167,7 @@ def test_bad_requests_get_4xx_and_store_nothing(world):
 def test_images_only_from_the_runs_dataset(world, tmp_path):
     store, _, _ = world
     client = create_app(store).test_client()
-    url = client.get("/api/next?annotator=ann").get_json()["task"]["image_url"]
+    url = nxt(client, "ann").get_json()["task"]["image_url"]
     folder = Path(next(iter(store.image_paths()))).parent
     (folder / "not-in-the-dataset.png").write_bytes(b"\x89PNG\r\n\x1a\nxx")
     (tmp_path / "secret.txt").write_text("secret")
@@ -172,11 +186,11 @@ def test_a_batch_added_while_serving_has_its_images(tmp_path, shapes_small):
     store = Store.of_run(tmp_path)
     store.add_batch("iter-000", by_id, make_candidates(examples[:1]), k=1)
     client = create_app(store).test_client()
-    task = client.get("/api/next?annotator=a").get_json()["task"]
+    task = nxt(client, "a").get_json()["task"]
     assert client.post("/api/judge", json={"task": task["task"], "annotator": "a", "none": True}).status_code == 201
-    assert client.get("/api/next?annotator=a").get_json()["task"] is None
+    assert nxt(client, "a").get_json()["task"] is None
     store.add_batch("iter-001", by_id, make_candidates(examples[5:6]), k=1)  # iterate's next batch
-    task = client.get("/api/next?annotator=a").get_json()["task"]
+    task = nxt(client, "a").get_json()["task"]
     assert task["example_id"] == examples[5].id and client.get(task["image_url"]).status_code == 200
 
 
@@ -185,10 +199,10 @@ def test_token_is_required_off_the_loopback(world):
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
     client = create_app(store, token="s3cret").test_client()
-    assert client.get("/api/next?annotator=a").status_code == 403
+    assert nxt(client, "a").status_code == 403
     assert client.get("/").status_code == 403
-    assert client.get("/api/next?annotator=a", headers={"X-Annotate-Token": "wrong"}).status_code == 403
-    r = client.get("/api/next?annotator=a", headers={"X-Annotate-Token": "s3cret"})
+    assert nxt(client, "a", headers={"X-Annotate-Token": "wrong"}).status_code == 403
+    r = nxt(client, "a", headers={"X-Annotate-Token": "s3cret"})
     assert r.status_code == 200 and "token=s3cret" in r.get_json()["task"]["image_url"]
     task = r.get_json()["task"]
     payload = {"task": task["task"], "annotator": "a", "none": True}
@@ -200,6 +214,103 @@ def test_token_is_required_off_the_loopback(world):
     assert local.get("/", headers={"Host": "evil.example:8765"}).status_code == 403
     assert local.get("/", headers={"Host": "127.0.0.1:8765"}).status_code == 200
     assert local.get("/", headers={"Host": "[::1]:8765"}).status_code == 200
+
+
+def test_the_page_rules_hold_when_work_comes_back(world):
+    """A question is judged or skipped only by the person it was handed to, by at most k people,
+    one row each; a name typed in two Unicode forms is one person."""
+    store, _, _ = world
+    client = create_app(store).test_client()
+    task = nxt(client, "Zo\u00eb").get_json()["task"]
+    first = task["candidates"][0]["id"]
+    for stranger in [f"stranger{i}" for i in range(20)]:  # k = 1 and it is held: nobody else
+        r = client.post("/api/judge", json={"task": task["task"], "annotator": stranger, "accepted": [first]})
+        assert r.status_code == 409 and "not handed to" in r.get_json()["error"]
+        assert client.post("/api/skip", json={"task": task["task"], "annotator": stranger}).status_code == 409
+    assert client.post("/api/judge", json={"task": task["task"], "annotator": "Zoe\u0308",  # decomposed: same person
+                                           "accepted": [first]}).status_code == 201
+    again = client.post("/api/judge", json={"task": task["task"], "annotator": "Zo\u00eb", "none": True})
+    assert again.status_code == 409
+    assert rows(store, "submissions") == 1 and store.annotators() == {"Zo\u00eb": 1}
+    bad_name = nxt(client, "eve\x1b[2J")
+    assert bad_name.status_code == 400 and "printable" in bad_name.get_json()["error"]
+
+
+def test_no_get_changes_state_and_no_other_site_may_post(world):
+    store, _, _ = world
+    client = create_app(store).test_client()
+    assert client.get("/api/next?annotator=ann").status_code == 405  # an <img> cannot take a question
+    assert rows(store, "leases") == 0
+    assert nxt(client, "ann", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert nxt(client, "ann", headers={"Origin": "http://evil.example"}).status_code == 403
+    assert rows(store, "leases") == 0
+    assert nxt(client, "ann", headers={"Sec-Fetch-Site": "same-origin", "Origin": "http://localhost"}).status_code == 200
+    assert rows(store, "leases") == 1
+
+
+def test_malformed_requests_get_4xx_not_500(world):
+    store, _, _ = world
+    client = create_app(store).test_client()
+    task = nxt(client, "ann").get_json()["task"]
+    deep = "[" * 50000 + "]" * 50000
+    cases = [
+        client.post("/api/judge", data='{"task": ' + deep + "}", content_type="application/json"),
+        client.post("/api/judge", json={"task": 2 ** 70, "annotator": "ann", "none": True}),
+        client.post("/api/skip", json={"task": -(2 ** 64), "annotator": "ann"}),
+        client.get("/images/a%00b.png"),
+        client.get("/images/" + "x" * 5000 + ".png"),
+    ]
+    for r in cases:
+        assert 400 <= r.status_code < 500, (r.status_code, r.data[:200])
+    assert rows(store, "submissions") == 0
+    assert task is not None
+
+
+def test_image_urls_are_percent_encoded(tmp_path, shapes_small):
+    from PIL import Image
+
+    examples = load_examples(shapes_small, "train")[:1]
+    odd = tmp_path / "imgs" / "a #1 %20?.png"
+    odd.parent.mkdir()
+    Image.new("RGB", (8, 8)).save(odd)
+    ex = examples[0]
+    ex.image = str(odd)
+    store = Store.of_run(tmp_path / "run")
+    store.add_batch("b", {ex.id: ex}, make_candidates([ex], 1), k=1)
+    client = create_app(store).test_client()
+    url = nxt(client, "ann").get_json()["task"]["image_url"]
+    assert "#" not in url and "?" not in url and "%2523" not in url
+    assert client.get(url).status_code == 200
+
+
+def test_an_empty_token_is_refused(world, tmp_path):
+    from illume_rm.errors import UserError
+
+    store, _, _ = world
+    with pytest.raises(UserError, match="token is empty"):
+        create_app(store, token="")
+    r = CliRunner().invoke(cli, ["annotate", str(tmp_path), "--token", "", "--port", str(free_port())])
+    assert r.exit_code == 2 and "token is empty" in r.output
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+                    max_leaves=12)
+FIELDS = st.fixed_dictionaries({}, optional={"task": JSON | st.integers(), "annotator": JSON | st.text(max_size=70),
+                                             "accepted": JSON, "none": JSON, "written": JSON,
+                                             "suggestions_shown": JSON})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=st.sampled_from(["/api/next", "/api/judge", "/api/skip"]), payload=JSON | FIELDS)
+def test_random_json_never_gets_a_5xx(world, path, payload):
+    store, _, _ = world
+    client = create_app(store).test_client()
+    before = rows(store, "submissions")
+    r = client.post(path, json=payload)
+    assert r.status_code < 500, (path, payload, r.data[:200])
+    if r.status_code >= 400:
+        assert rows(store, "submissions") == before
 
 
 def free_port() -> int:
@@ -242,7 +353,7 @@ def test_killing_the_server_loses_nothing_submitted(world, tmp_path):
     try:
         base = f"http://127.0.0.1:{port}"
         for name in ("ann", "bob"):
-            status, data = call(f"{base}/api/next?annotator={name}")
+            status, data = call(f"{base}/api/next", {"annotator": name})
             task = data["task"]
             status, _ = call(f"{base}/api/judge", {"task": task["task"], "annotator": name,
                                                    "accepted": [task["candidates"][0]["id"]]})
@@ -263,8 +374,8 @@ def test_another_address_prints_and_needs_a_token(world, tmp_path):
             lines.append(proc.stdout.readline())
         token = next(line for line in lines if "token (" in line).rsplit(" ", 1)[1].strip()
         assert f"?token={token}" in "".join(lines)
-        assert call(f"http://127.0.0.1:{port}/api/next?annotator=a")[0] == 403
-        assert call(f"http://127.0.0.1:{port}/api/next?annotator=a", headers={"X-Annotate-Token": token})[0] == 200
+        assert call(f"http://127.0.0.1:{port}/api/next", {"annotator": "a"})[0] == 403
+        assert call(f"http://127.0.0.1:{port}/api/next", {"annotator": "a"}, headers={"X-Annotate-Token": token})[0] == 200
     finally:
         proc.kill()
         proc.wait()
@@ -378,10 +489,10 @@ def test_reward_suggestions_can_be_withheld(world):
     store, _, _ = world
     store.set_suggestions({(task, c.id): 0.8 for task, _, c in store.unscored()}, threshold=0.5)
     assert store.unscored() == []
-    shown = create_app(store).test_client().get("/api/next?annotator=a").get_json()
+    shown = nxt(create_app(store).test_client(), "a").get_json()
     assert shown["suggestions_available"] and all(c["suggested"] and c["suggestion"] == 0.8
                                                   for c in shown["task"]["candidates"])
-    hidden = create_app(store, show_suggestions=False).test_client().get("/api/next?annotator=b").get_json()
+    hidden = nxt(create_app(store, show_suggestions=False).test_client(), "b").get_json()
     assert not hidden["suggestions_available"]
     assert all(c["suggestion"] is None and not c["suggested"] for c in hidden["task"]["candidates"])
 

@@ -246,6 +246,11 @@ def _read_candidates(path):
     cands = read_jsonl(path, Candidate)
     if not cands:
         raise UserError(f"{path} holds no candidates")
+    seen: dict[str, int] = {}
+    for n, c in enumerate(cands, 1):
+        if c.id in seen:
+            raise UserError(f"{path}: candidates {seen[c.id]} and {n} share the id '{c.id}' (ids must be unique)")
+        seen[c.id] = n
     return cands
 
 
@@ -299,7 +304,7 @@ def select(candidates, recipe, selector_name, out, data_path, images, overrides)
     from .records import write_jsonl
     from .selectors import make_selector
 
-    extra = [f"selector.name={selector_name}"] if selector_name else []
+    extra = [f"selector.name={json.dumps(selector_name)}"] if selector_name else []
     r = _recipe(recipe, [*overrides, *extra], data_path, images)
     cands = _read_candidates(candidates)
     selector = make_selector(r.selector)
@@ -380,7 +385,7 @@ def iterate(recipe, run_dir, selector_name, data_path, images, overrides):
     """
     from .loop import Run
 
-    extra = [f"selector.name={selector_name}"] if selector_name else []
+    extra = [f"selector.name={json.dumps(selector_name)}"] if selector_name else []
     r = _recipe(recipe, [*overrides, *extra], data_path, images)
     folder = Path(run_dir or Path("runs") / r.name)
     run = Run(r, folder, warmup_checkpoint(r))

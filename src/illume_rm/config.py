@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -177,7 +178,14 @@ def _set(tree: dict, dotted: str, raw: str, where: str) -> None:
         node = node.setdefault(k, {})
         if not isinstance(node, dict):
             raise UserError(f"{where}: '{dotted}' goes inside a value that is not a mapping")
-    node[keys[-1]] = yaml.safe_load(raw) if raw != "" else None
+    try:
+        value = yaml.safe_load(raw) if raw != "" else None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{where}: malformed YAML value ({getattr(exc, 'problem', None) or 'cannot parse'})") from None
+    if re.search(r"(?:^|\s)#", raw) and "#" not in json.dumps(value):
+        raise UserError(f"{where}: '#' starts a YAML comment, so '{raw[raw.index('#'):]}' would be dropped: "
+                        f"quote the value (e.g. {dotted}='\"{raw}\"')")
+    node[keys[-1]] = value
 
 
 def load_recipe(path: str | None = None, overrides: list[str] = ()) -> Recipe:
@@ -191,6 +199,8 @@ def load_recipe(path: str | None = None, overrides: list[str] = ()) -> Recipe:
         where = str(p)
         try:
             tree = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{p}: not UTF-8 text (byte {exc.start + 1})") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             at = f" at line {mark.line + 1}" if mark else ""

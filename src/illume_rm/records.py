@@ -116,15 +116,21 @@ def iter_jsonl(path: str | os.PathLike, cls: Type[T]) -> Iterator[T]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise UserError(f"{where}: not UTF-8 text (byte {exc.start + 1} of the line)") from None
             if not line.strip():
                 continue
-            where = f"{path}:{lineno}"
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise UserError(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+            except RecursionError:
+                raise UserError(f"{where}: JSON nested too deeply") from None
             yield from_dict(cls, obj, where)
 
 
@@ -135,6 +141,11 @@ def read_jsonl(path: str | os.PathLike, cls: Type[T]) -> list[T]:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write text so that readers see the old file or the new one, never half of one."""
     path = Path(path)
+    blocked = next((p for p in [path, *path.parents] if p.exists() and not p.is_dir()), None)
+    if blocked is not None and blocked != path:
+        raise UserError(f"cannot write {path}: {blocked} is a file, not a folder")
+    if path.is_dir():
+        raise UserError(f"cannot write {path}: it is a folder")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -1,8 +1,9 @@
 """The annotation page: a small Flask app over the run's :class:`Store`.
 
-- ``GET /``: the page (static: all model text reaches it as JSON and is shown with
-  ``textContent``, never as HTML);
-- ``GET /api/next?annotator=NAME``: the next question for this person, with progress;
+- ``GET /`` and ``GET /page.js``: the page (static: all model text reaches it as JSON and is shown
+  with ``textContent``, never as HTML; no inline script, so the CSP forbids any);
+- ``POST /api/next``: ``{annotator}``: the next question for this person (handed to them: a lease),
+  with progress;
 - ``POST /api/judge``: ``{task, annotator, accepted: [candidate ids], none, written, suggestions_shown}``;
 - ``POST /api/skip``: ``{task, annotator}``;
 - ``GET /images/PATH``: an image of the run's dataset (PATH relative to the dataset's image
@@ -10,8 +11,11 @@
 
 Bound to 127.0.0.1 by default; on any other address every request needs the token printed
 at start (the page sends it); without a token, only requests addressed to localhost are
-answered (a page reached under another name, as by DNS rebinding, is refused). POSTs must be JSON, so another web site cannot submit for a
-person through their browser. A malformed or refused request gets a 4xx and stores nothing.
+answered (a page reached under another name, as by DNS rebinding, is refused). Every change of state
+is a POST, which must be JSON and not cross-site (``Sec-Fetch-Site``, ``Origin``), so another web
+site cannot take questions from or submit for a person through their browser. Verdicts and skips
+are accepted only from the person the question was handed to, at most k per question, one each
+(names compared in Unicode NFC). A malformed or refused request gets a 4xx and stores nothing.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import os
 import secrets
 from importlib import resources
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 from flask import Flask, Response, abort, jsonify, request, send_file
 
@@ -48,9 +53,13 @@ def image_root(paths: set[str]) -> Path | None:
 
 
 def create_app(store: Store, token: str | None = None, show_suggestions: bool = True) -> Flask:
+    if token is not None and not token.strip():
+        raise UserError("the token is empty (as --token \"$UNSET\" gives): give a token, or none for localhost only")
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
-    page = resources.files("illume_rm.annotate").joinpath("page.html").read_text(encoding="utf-8")
+    files = resources.files("illume_rm.annotate")
+    page = files.joinpath("page.html").read_text(encoding="utf-8")
+    script = files.joinpath("page.js").read_text(encoding="utf-8")
     known: dict = {}
 
     def refresh() -> None:
@@ -66,10 +75,25 @@ def create_app(store: Store, token: str | None = None, show_suggestions: bool = 
         if str(Path(path).resolve()) not in known["images"]:
             refresh()
         rel = Path(path).resolve().relative_to(known["root"]).as_posix()
-        return f"/images/{rel}" + (f"?token={token}" if token else "")
+        return f"/images/{quote(rel)}" + (f"?token={quote(token)}" if token else "")
+
+    @app.before_request
+    def check_origin():
+        """State changes come from this page only: a browser says where a request comes from."""
+        if request.method != "POST":
+            return None
+        site = request.headers.get("Sec-Fetch-Site")
+        if site not in (None, "same-origin", "none"):
+            return jsonify(error=f"cross-site requests are refused (Sec-Fetch-Site: {site})"), 403
+        origin = request.headers.get("Origin")
+        if origin is not None and urlsplit(origin).netloc != request.host:
+            return jsonify(error=f"requests from {origin} are refused"), 403
+        return None
 
     @app.before_request
     def check_token():
+        if request.path == "/page.js":
+            return None  # the page's own code: no data, and a <script> tag cannot send the token
         if token is None:
             # loopback without a token: refuse a page reached under another name (DNS rebinding)
             if request.host.rsplit(":", 1)[0].strip("[]") not in LOCAL_NAMES:
@@ -84,7 +108,8 @@ def create_app(store: Store, token: str | None = None, show_suggestions: bool = 
     def headers(resp: Response) -> Response:
         resp.headers["X-Content-Type-Options"] = "nosniff"
         resp.headers["Content-Security-Policy"] = ("default-src 'self'; img-src 'self'; style-src 'self' 'unsafe-inline'; "
-                                                   "script-src 'self' 'unsafe-inline'; frame-ancestors 'none'")
+                                                   "script-src 'self'; frame-ancestors 'none'")
+        resp.headers["Referrer-Policy"] = "no-referrer"
         resp.headers["Cache-Control"] = "no-store"
         return resp
 
@@ -103,9 +128,13 @@ def create_app(store: Store, token: str | None = None, show_suggestions: bool = 
     def index():
         return Response(page, mimetype="text/html")
 
-    @app.get("/api/next")
+    @app.get("/page.js")
+    def page_script():
+        return Response(script, mimetype="text/javascript")
+
+    @app.post("/api/next")
     def next_task():
-        annotator = request.args.get("annotator", "")
+        annotator = field(body(), "annotator", str, required=True)
         task = store.next_task(annotator, show_suggestions=show_suggestions)
         progress = [p.__dict__ | {"needed": p.needed} for p in store.progress()]
         done = sum(p["done"] for p in progress)
@@ -119,7 +148,10 @@ def create_app(store: Store, token: str | None = None, show_suggestions: bool = 
     def body() -> dict:
         if not request.is_json:
             raise Refused("send JSON (Content-Type: application/json)", 415)
-        data = request.get_json(silent=True)
+        try:
+            data = request.get_json(silent=True)
+        except RecursionError:
+            raise Refused("the JSON is nested too deeply") from None
         if not isinstance(data, dict):
             raise Refused("the request body is not a JSON object")
         return data
@@ -132,6 +164,8 @@ def create_app(store: Store, token: str | None = None, show_suggestions: bool = 
         value = data[name]
         if kind is int and isinstance(value, bool) or not isinstance(value, kind):
             raise Refused(f"'{name}' has the wrong type")
+        if kind is int and not -2 ** 63 <= value < 2 ** 63:
+            raise Refused(f"'{name}' is out of range", 404 if name == "task" else 400)
         return value
 
     @app.post("/api/judge")
@@ -154,7 +188,7 @@ def create_app(store: Store, token: str | None = None, show_suggestions: bool = 
     @app.get("/images/<path:rel>")
     def image(rel: str):
         root = known["root"]
-        if root is None or ".." in Path(rel).parts or rel.startswith("/"):
+        if root is None or "\0" in rel or ".." in Path(rel).parts or rel.startswith("/"):
             abort(404, "no such image")
         path = (root / rel).resolve()
         if str(path) not in known["images"] or not path.is_relative_to(root):
@@ -171,6 +205,8 @@ def serve(store: Store, host: str = "127.0.0.1", port: int = 8765, token: str | 
     """Serve until interrupted. Any address but the loopback needs a token (generated when not given)."""
     from werkzeug.serving import make_server
 
+    if token is not None and not token.strip():
+        raise UserError("the token is empty (as --token \"$UNSET\" gives): give a token, or none for localhost only")
     if not is_loopback(host) and not token:
         token = secrets.token_urlsafe(16)
     app = create_app(store, token, show_suggestions)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,9 +77,14 @@ class Store:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._tx() as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(SCHEMA)
+        try:
+            with self._tx() as conn:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(SCHEMA)
+                conn.execute("SELECT COUNT(*) FROM batches").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"{self.path} is not a readable annotation store ({exc}); "
+                            "move it aside to start afresh") from None
 
     @classmethod
     def of_run(cls, run_dir: str | Path, must_exist: bool = False) -> "Store":
@@ -120,6 +126,13 @@ class Store:
             raise UserError(f"judges per candidate must be at least 1 (got {k})")
         with self._tx(write=True) as conn:
             row = conn.execute("SELECT k FROM batches WHERE name = ?", (name,)).fetchone()
+            if row is not None:  # the same batch again is a no-op; another file under the same name is not
+                stored = {r[0] for r in conn.execute(
+                    "SELECT c.id FROM candidates c JOIN tasks t ON t.id = c.task WHERE t.batch = ?", (name,))}
+                missing = stored - {c.id for c in cands}
+                if missing:
+                    raise UserError(f"a batch named '{name}' already holds other candidates (e.g. {sorted(missing)[0]}): "
+                                    "give the file another name")
             if row is None:
                 conn.execute("INSERT INTO batches VALUES (?, ?, ?)", (name, k, time.time()))
                 by_example: dict[str, list[Candidate]] = {}
@@ -315,17 +328,32 @@ class Store:
 
 
 def _check_open(conn: sqlite3.Connection, task: int, annotator: str) -> None:
-    """Refuse a submission for an unknown task, or a second one by the same person."""
-    if conn.execute("SELECT 1 FROM tasks WHERE id = ?", (task,)).fetchone() is None:
+    """Refuse a submission (a verdict or a skip) for an unknown task, a second one by the same
+    person, one for a question that has its k people, or one by someone it was not handed to: the
+    page's rules hold when work comes back, not only when it is handed out."""
+    row = conn.execute("SELECT b.k FROM tasks t JOIN batches b ON b.name = t.batch WHERE t.id = ?",
+                       (task,)).fetchone()
+    if row is None:
         raise Refused(f"unknown task {task}", 404)
     if conn.execute("SELECT 1 FROM submissions WHERE task = ? AND annotator = ?", (task, annotator)).fetchone():
         raise Refused(f"{annotator} has already answered task {task}", 409)
+    judged, skipped = conn.execute(
+        "SELECT COALESCE(SUM(kind = 'judged'), 0), COALESCE(SUM(kind = 'skipped'), 0) FROM submissions "
+        "WHERE task = ?", (task,)).fetchone()
+    if judged >= row["k"] or skipped >= row["k"]:
+        raise Refused(f"task {task} is closed: it has its {row['k']} {'judgements' if judged >= row['k'] else 'skips'}",
+                      409)
+    # the lease holder, or, once a lease has run out unclaimed, whoever holds it still
+    if conn.execute("SELECT 1 FROM leases WHERE task = ? AND annotator = ?", (task, annotator)).fetchone() is None:
+        raise Refused(f"task {task} was not handed to {annotator}: ask for the next question first", 409)
 
 
 def check_name(annotator) -> str:
+    """One person's name: one line of at most MAX_NAME printable characters, compared in Unicode NFC
+    (so "Zoë" typed either way is one person)."""
     if not isinstance(annotator, str) or not annotator.strip():
         raise Refused("the annotator's name is missing")
-    annotator = annotator.strip()
-    if len(annotator) > MAX_NAME or any(ch in annotator for ch in "\r\n\t\0"):
-        raise Refused(f"the annotator's name must be one line of at most {MAX_NAME} characters")
+    annotator = unicodedata.normalize("NFC", annotator.strip())
+    if len(annotator) > MAX_NAME or any(unicodedata.category(ch)[0] == "C" for ch in annotator):
+        raise Refused(f"the annotator's name must be one line of at most {MAX_NAME} printable characters")
     return annotator

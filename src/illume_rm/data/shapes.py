@@ -18,6 +18,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from ..errors import UserError
 from ..records import Example
 from .scene import COLORS, SHAPES, SIZES, number_word, place_phrase
 
@@ -43,6 +44,19 @@ class ShapesConfig:
     min_objects: int = 1
     max_objects: int = 6
     seed: int = 0
+
+    def __post_init__(self):
+        for name in ("train", "val", "test"):
+            if getattr(self, name) < 0:
+                raise UserError(f"data.shapes.{name}: images per split must be 0 or more, got {getattr(self, name)}")
+        if self.questions_per_image < 1:
+            raise UserError(f"data.shapes.questions_per_image must be at least 1, got {self.questions_per_image}")
+        if self.image_size < 24:
+            raise UserError(f"data.shapes.image_size must be at least 24 pixels (a 3x3 grid of shapes), "
+                            f"got {self.image_size}")
+        if not 1 <= self.min_objects <= self.max_objects <= 9:
+            raise UserError(f"data.shapes: objects per image must satisfy 1 <= min_objects <= max_objects <= 9 "
+                            f"(the grid has 9 cells), got {self.min_objects} and {self.max_objects}")
 
     def key(self) -> str:
         return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]

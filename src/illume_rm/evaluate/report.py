@@ -24,6 +24,12 @@ def selection_table(run_dir: Path) -> str:
     return "\n".join(rows) if found else ""
 
 
+def _printable(text: str) -> str:
+    import unicodedata
+
+    return "".join(ch if unicodedata.category(ch)[0] != "C" else ascii(ch)[1:-1] for ch in text)
+
+
 def people_table(run_dir: Path) -> str:
     """The annotation page's batches: judgements in, pending, and the people's agreement."""
     if not (run_dir / "annotations.sqlite").exists():
@@ -37,7 +43,8 @@ def people_table(run_dir: Path) -> str:
         a = store.agreement(p.name)
         rows.append(f"| {p.name} | {p.questions} | {p.rationales} | {p.k} | {p.done} | {p.pending} | {p.closed} | "
                     f"{a['annotators']} | {a['items_with_2_or_more']} | {a['fleiss_kappa']:.3f} | {a['cohen_kappa_mean']:.3f} |")
-    people = ", ".join(f"{name} ({n})" for name, n in store.annotators().items())
+    # names are printed as data: a control character (a terminal escape) shows as its escape code
+    people = ", ".join(f"{_printable(name)} ({n})" for name, n in store.annotators().items())
     return "\n".join(rows) + (f"\n\nQuestions judged, by person: {people}" if people else "")
 
 

@@ -7,6 +7,7 @@ A *selector* is a scorer plus a rule: a fixed threshold, an adaptive one
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Mapping, Protocol, Sequence, runtime_checkable
@@ -72,18 +73,29 @@ class Rule:
 
 def checked_scores(scorer: Scorer, examples: Mapping[str, Example], candidates: Sequence[Candidate]) -> list[float]:
     """A scorer's scores, or one clear error naming the scorer."""
+    unknown = [c for c in candidates if c.example_id not in examples]
+    if unknown:
+        raise UserError(f"{len(unknown)} of {len(candidates)} candidates are about examples the data lacks "
+                        f"(first: candidate {unknown[0].id}, example {unknown[0].example_id})")
     try:
         scores = list(scorer.score(examples, candidates))
     except UserError:
         raise
+    except SystemExit as exc:  # a plugin that calls exit() does not end the command without a word
+        raise UserError(f"scorer '{scorer.name}' called exit({exc.code!r})") from None
     except Exception as exc:  # a plugin's bug is named, not a traceback deep inside the loop
         raise UserError(f"scorer '{scorer.name}' failed: {type(exc).__name__}: {exc}") from exc
     if len(scores) != len(candidates):
         raise UserError(f"scorer '{scorer.name}' returned {len(scores)} scores for {len(candidates)} candidates")
     try:
-        return [float(s) for s in scores]
+        out = [float(s) for s in scores]
     except (TypeError, ValueError):
         raise UserError(f"scorer '{scorer.name}' returned something that is not a number") from None
+    nan = sum(math.isnan(s) for s in out)
+    if nan:
+        raise UserError(f"scorer '{scorer.name}' returned NaN for {nan} of {len(out)} candidates "
+                        f"(first: candidate {candidates[[math.isnan(s) for s in out].index(True)].id})")
+    return out
 
 
 class Selector:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 from importlib.metadata import entry_points
 
@@ -19,9 +20,15 @@ class _FunctionScorer:
         return self.fn(examples, candidates)
 
 
+_SPEC = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
+
+
 def _wrap(obj, label: str):
     if isinstance(obj, type):
-        obj = obj()
+        try:
+            obj = obj()
+        except Exception as exc:  # a plugin's bug is named, with where it is
+            raise UserError(f"scorer {label}: {obj.__name__}() failed: {type(exc).__name__}: {exc}") from None
     if hasattr(obj, "score") and callable(obj.score):
         if not getattr(obj, "name", None):
             try:
@@ -38,17 +45,29 @@ def load_plugin(spec: str):
     label = f"plugin:{spec}"
     eps = {ep.name: ep for ep in entry_points(group=GROUP)}
     if spec in eps:
-        return _wrap(eps[spec].load(), label)
+        try:
+            obj = eps[spec].load()
+        except Exception as exc:
+            raise UserError(f"scorer {spec} (entry point {eps[spec].value}) failed to load: "
+                            f"{type(exc).__name__}: {exc}") from None
+        return _wrap(obj, label)
     if ":" not in spec:
         known = ", ".join(["critic", "oracle", *sorted(eps)])
         raise UserError(f"unknown scorer '{spec}' (known: {known}; or package.module:name)")
+    if not _SPEC.fullmatch(spec):
+        raise UserError(f"malformed scorer name '{spec}': expected package.module:name (Python names, "
+                        "dots between modules, one colon)")
     module, _, attr = spec.partition(":")
     if os.getcwd() not in sys.path:  # a console script does not see the current folder; a user's module is there
         sys.path.append(os.getcwd())
     try:
         mod = importlib.import_module(module)
+    except SyntaxError as exc:
+        raise UserError(f"scorer {spec}: {exc.filename}:{exc.lineno}: syntax error: {exc.msg}") from None
     except ImportError as exc:
         raise UserError(f"scorer {spec}: cannot import {module}: {exc}") from None
+    except Exception as exc:  # the module raised while it was imported
+        raise UserError(f"scorer {spec}: importing {module} failed: {type(exc).__name__}: {exc}") from None
     if not hasattr(mod, attr):
         raise UserError(f"scorer {spec}: {module} has no '{attr}'")
     return _wrap(getattr(mod, attr), label)
