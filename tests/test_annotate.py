@@ -355,6 +355,9 @@ def test_killing_the_server_loses_nothing_submitted(world, tmp_path):
         for name in ("ann", "bob"):
             status, data = call(f"{base}/api/next", {"annotator": name})
             task = data["task"]
+            # the real server enforces the page's rules too: not handed to a stranger, not judged by one
+            stranger = call(f"{base}/api/judge", {"task": task["task"], "annotator": "mallory", "none": True})
+            assert stranger[0] == 409
             status, _ = call(f"{base}/api/judge", {"task": task["task"], "annotator": name,
                                                    "accepted": [task["candidates"][0]["id"]]})
             assert status == 201

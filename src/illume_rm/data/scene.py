@@ -183,7 +183,9 @@ class _Checker:
         self.closed: list[tuple[dict, set[int]]] = []  # every D is one of these objects
         self.rels: set[tuple[int, int, str]] = set()   # (a, b, left/right/above/below)
         self.same: set[tuple[int, int, str, bool]] = set()
+        self.options: dict[tuple[int, str], set] = {}   # "the circles are blue and yellow": each is one of
         self.last_pred: str | None = None
+        self.last_found: set[int] = set()
         self.last_subjects: list[int] = []
 
     # -- bookkeeping ----------------------------------------------------------------
@@ -374,6 +376,8 @@ class _Checker:
             elif len(targets) == len(vals):  # "the triangles are red and green": one each
                 have = sorted(self.objects[t][key] for t in targets)
                 self.claim(have == sorted(vals), f"they are {' and '.join(have)}, not {' and '.join(vals)}")
+                for t in targets:  # which is which is not said: each is one of them
+                    self.options[(t, key)] = set(vals)
             else:
                 self.claim(False, f"one object cannot be {' and '.join(vals)}")
 
@@ -434,13 +438,36 @@ class _Checker:
         self.last_subjects = b
 
     # -- existential lists ----------------------------------------------------------
-    def items(self, items: list[str], exhaustive: bool) -> None:
+    def items(self, items: list[str], exhaustive: bool, within: set[int] | None = None) -> None:
+        """A list of what there is. ``within``: the items elaborate objects already counted
+        ("two blue shapes: a circle and a triangle"), so they name those, not others."""
         used: set[int] = set()
+        shape, counted = None, set()
         for text in items:
             d = self.parse_np(text)
             attrs = d.attrs()
             if d.definite or d.universal:
                 raise _Unparsed(f"'{text}' in a list of what there is")
+            one = text.split()[-1] in ("one", "ones") and len(text.split()) > 1
+            if one and shape and not d.negated:  # "two circles, a blue one and a yellow one"
+                attrs = {"shape": shape} | attrs
+                found = [i for i in self.matching(attrs) if i in counted] or self.matching(attrs)
+                self.claim(bool(found), f"there is no {self.name(attrs)}")
+                self.exists.append(attrs)
+                if len(found) == 1:
+                    self.give(found[0], attrs)
+                continue
+            if one and shape:
+                attrs = {"shape": shape} | attrs
+            if within is not None:
+                found = [i for i in self.matching(attrs) if i in within]
+                self.claim(len(found) == d.count if d.count is not None else bool(found),
+                           f"the {len(within)} named are not {text}")
+                if len(found) == 1 or d.count is not None:
+                    for i in found:
+                        self.give(i, attrs)
+                continue
+            shape = attrs.get("shape", shape)
             if d.negated:
                 found = self.matching(attrs, used if d.other else set())
                 self.claim(not found, f"there is a {self.name(attrs)}")
@@ -456,6 +483,7 @@ class _Checker:
                 for i in found:
                     self.give(i, attrs)
                 used.update(found)
+                counted = self.last_found = set(found)
                 continue
             free = [i for i in found if i not in used]
             self.claim(bool(free), f"there is no {self.name(attrs)}" if not found else f"there is no other {self.name(attrs)}")
@@ -483,7 +511,10 @@ class _Checker:
         m = re.match(r"^there (?:is|are) (.+)$", text)
         if m:
             rest = re.sub(r"^not (?:a |an |any )?", "no ", m.group(1))
-            self.items(_list(rest), exhaustive=False)
+            head, colon, tail = rest.partition(": ")  # "two blue shapes: a circle and a triangle"
+            self.items(_list(head), exhaustive=False)
+            if colon:
+                self.items(_list(tail), exhaustive=False, within=self.last_found)
             return
         m = re.match(r"^(\w+) (?:objects?|shapes?|things?): (.+)$", text)  # the captions' form
         if m and _number(m.group(1)) is not None:
@@ -659,8 +690,8 @@ class _Checker:
         if any(_implies(want, d) for d in self.nones) or any(_implies(want, d) and n == 0 for d, n in self.counts):
             return True
         for d, objs in self.closed:  # every d is one of objs, and each of them is said to differ from want
-            if _implies(want, d) and all(any(self.known(i, k) not in (None, v) for k, v in want.items())
-                                         for i in objs):
+            if _implies(want, d) and all(any(self.known(i, k) not in (None, v) or v not in self.options.get((i, k), {v})
+                                             for k, v in want.items()) for i in objs):
                 return True
         return False
 
