@@ -144,3 +144,22 @@ def test_random_bytes_in_jsonl_and_recipes_never_trace_back(tmp_path_factory, da
         r = run(*args)
         assert r.exit_code in (0, 2), (r.exit_code, r.output, repr(r.exception))
         assert "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("setting, words", [
+    ("selector.name=oracel", ["selector.name", "unknown scorer 'oracel'", "critic, oracle, answer"]),
+    ("finetune.mode=ilume", ["finetune.mode", "illume, gt-sft, answer-only"]),
+    ("loop.metric=cider", ["loop.metric", "CIDEr"]),
+    ("selector.rule.kind=top", ["selector.rule.kind", "threshold, adaptive, topk"]),
+    ("selector.reward.kind=bert", ["selector.reward.kind", "cross-encoder"]),
+    ("selector.require=[answr]", ["selector.require[0]"]),
+])
+def test_a_typo_in_the_recipe_is_refused_before_any_work(tmp_path, setting, words):
+    run_dir = tmp_path / "run"
+    refused(run("iterate", "recipes/shapes-critic.yaml", "--run", run_dir, *SMALL, "--set", setting), *words)
+    assert not run_dir.exists()  # no recipe.yaml written, no warm-up, nothing sampled
+
+
+def test_meteor_as_the_loop_metric_needs_the_coco_scorer(tmp_path):
+    refused(run("iterate", "recipes/shapes-critic.yaml", "--run", tmp_path / "run", *SMALL,
+                "--set", "loop.metric=METEOR", "--set", "evaluation.scorer=python"), "METEOR needs pycocoevalcap")

@@ -59,7 +59,7 @@ def _overrides(overrides, data_path=None, images=None) -> list[str]:
 def _recipe(path, overrides, data_path=None, images=None):
     from .config import load_recipe
 
-    return load_recipe(path, _overrides(overrides, data_path, images))
+    return load_recipe(path, _overrides(overrides, data_path, images)).check()
 
 
 # -- data -------------------------------------------------------------------------------

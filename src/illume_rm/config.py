@@ -82,6 +82,36 @@ class Recipe:
     # for `illume-rm compare --recipe`: named variants, each a list of KEY=VALUE overrides of this recipe
     variants: dict[str, list[str]] = field(default_factory=dict)
 
+    def check(self) -> "Recipe":
+        """Every name that selects code, checked before any work, with the valid values in the message
+        (a typo found after warm-up and sampling costs their time, and the run folder)."""
+        from .data import DATASETS
+        from .evaluate.nlg import java_available
+        from .reward.model import KINDS
+        from .train.finetune import MODES
+
+        def one_of(where: str, value, choices) -> None:
+            if value not in choices:
+                raise UserError(f"{where}: unknown value '{value}' (choose one of {', '.join(map(str, choices))})")
+
+        one_of("data.name", self.data.name, DATASETS)
+        one_of("finetune.mode", self.finetune.mode, MODES)
+        one_of("selector.rule.kind", self.selector.rule.kind, ("threshold", "adaptive", "topk"))
+        one_of("selector.reward.kind", self.selector.reward.kind, KINDS)
+        one_of("evaluation.scorer", self.evaluation.scorer, ("auto", "coco", "python"))
+        metrics = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
+        one_of("loop.metric", self.loop.metric, metrics)
+        if self.loop.metric == "METEOR" and (self.evaluation.scorer == "python"
+                                             or (self.evaluation.scorer == "auto" and not java_available())):
+            raise UserError("loop.metric: METEOR needs pycocoevalcap with Java, which this run will not use "
+                            f"(evaluation.scorer: {self.evaluation.scorer}); choose another of {', '.join(metrics)}")
+        _check_judge("selector.name", self.selector.name, people=True)
+        if self.selector.name == "reward":
+            _check_judge("selector.seed_selector", self.selector.seed_selector, people=True)
+        for i, name in enumerate(self.selector.require):
+            _check_judge(f"selector.require[{i}]", name, people=False)
+        return self
+
     def use_coco(self) -> bool | None:
         choices = {"auto": None, "coco": True, "python": False}
         if self.evaluation.scorer not in choices:
@@ -97,6 +127,24 @@ class Recipe:
         d = _hashable(self)
         picked = {k: d[k] for k in sections} if sections else d
         return hashlib.sha1(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _check_judge(where: str, name: str, people: bool) -> None:
+    """A judge's name resolves: a built-in, a trained reward model's folder, or a plugin that imports."""
+    builtin = ("critic", "oracle", "answer") + (("human", "reward") if people else ())
+    if name in builtin:
+        return
+    if name.startswith("reward:"):
+        folder = Path(name.split(":", 1)[1])
+        if not (folder / "reward.json").is_file():
+            raise UserError(f"{where}: {folder} holds no trained reward model (no reward.json)")
+        return
+    from .selectors.plugins import load_plugin
+
+    try:
+        load_plugin(name)
+    except UserError as exc:
+        raise UserError(f"{where}: {exc} (built-in judges: {', '.join(builtin)}, or reward:FOLDER)") from None
 
 
 def _hashable(obj: Any) -> Any:
@@ -226,7 +274,7 @@ def variant_recipes(recipe_path: str, overrides: list[str] = ()) -> list[tuple[s
         raise UserError(f"{recipe_path} has no variants to compare (add a 'variants:' section)")
     out = []
     for name, extra in base.variants.items():
-        r = load_recipe(recipe_path, [*overrides, *extra, "variants={}"])
+        r = load_recipe(recipe_path, [*overrides, *extra, "variants={}"]).check()  # all checked before any runs
         r.name = f"{base.name}-{name}"
         out.append((name, r))
     return out
