@@ -43,12 +43,12 @@ def test_correct_answers_by_protocol():
 
     ten = ["giraffe"] * 3 + ["zebra"] * 7
     assert most_common_answer(["Two", "2", "3"]) == "2"
-    # NLX-GPT's: only the most common human answer counts; any-annotator: any human's answer
+    # NLX-GPT's: only the most common human answer counts; e-ViL's: any human's answer
     assert is_correct("zebra", ten) and not is_correct("giraffe", ten)
-    assert is_correct("giraffe", ten, "any-annotator") and not is_correct("horse", ten, "any-annotator")
+    assert is_correct("giraffe", ten, "e-vil") and not is_correct("horse", ten, "e-vil")
     assert is_correct("The zebra.", ten)
-    with pytest.raises(UserError, match="unknown answer protocol 'e-vil'"):
-        is_correct("zebra", ten, "e-vil")
+    with pytest.raises(UserError, match="unknown answer protocol 'vqa'"):
+        is_correct("zebra", ten, "vqa")
 
 
 REFERENCE = json.loads((Path(__file__).parent / "fixtures" / "pycocoevalcap_reference.json").read_text())

@@ -63,8 +63,8 @@ class LoopConfig:
 class EvaluationConfig:
     scorer: str = "auto"           # auto (pycocoevalcap when Java is there), coco, or python
     # which answers count as correct for the filtered scores: nlx-gpt (the most common human answer,
-    # NLX-GPT's rule) or any-annotator (any human's answer); evaluate/accuracy.py
-    protocol: Literal["nlx-gpt", "any-annotator"] = "nlx-gpt"
+    # NLX-GPT's rule) or e-vil (any human's answer, e-ViL's rule); evaluate/accuracy.py
+    protocol: Literal["nlx-gpt", "e-vil"] = "nlx-gpt"
 
 
 @dataclass

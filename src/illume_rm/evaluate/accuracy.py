@@ -9,7 +9,8 @@ ACT-X) it is exact match of the normalised prediction and the normalised first a
 
 Which questions count as *correctly answered* (the filtered protocol's subset) is a named protocol:
 ``nlx-gpt`` (NLX-GPT's: the prediction equals the most common human answer after its answer
-processing; the default) or ``any-annotator`` (any human gave the answer: VQA accuracy above 0).
+processing; the default) or ``e-vil`` (e-ViL's VQA-X evaluator: the answer is in the set any
+human gave, i.e. VQA accuracy above 0).
 """
 from __future__ import annotations
 
@@ -100,7 +101,7 @@ def answer_score(pred: str, answers: Sequence[str]) -> float:
 
 
 # -- which answers count as correct (the filtered protocol) -----------------------------------------
-PROTOCOLS = ("nlx-gpt", "any-annotator")
+PROTOCOLS = ("nlx-gpt", "e-vil")
 
 
 def nlx_answer(text: str) -> str:
@@ -118,7 +119,7 @@ def is_correct(pred: str, answers: Sequence[str], protocol: str = "nlx-gpt") -> 
     """Whether a prediction counts as correctly answered under ``protocol``."""
     if protocol == "nlx-gpt":
         return nlx_answer(pred) == most_common_answer(answers)
-    if protocol == "any-annotator":
+    if protocol == "e-vil":
         return answer_score(pred, answers) > 0
     raise UserError(f"unknown answer protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
 
