@@ -140,3 +140,46 @@ def test_a_run_folder_belongs_to_one_warm_up_checkpoint(recipe, tmp_path):
     with pytest.raises(UserError, match="not the warm-up checkpoint they started from"):
         Run(r, tmp_path / "run", tmp_path / "warm-a").prepare()
     assert not (tmp_path / "run" / "warm-up.txt").exists()  # nothing written
+
+
+def test_sample_select_finetune_evaluate_by_hand(recipe, tmp_path, tiny_vlm_path):
+    """The stages one command at a time, as a user scripting the loop does: each reads the last's file."""
+    def cli_ok(*args):
+        r = CliRunner().invoke(cli, [str(a) for a in args])
+        assert r.exit_code == 0, r.output
+        return r.output
+
+    base = ["--checkpoint", tiny_vlm_path]
+    cands = tmp_path / "cands.jsonl"
+    out = cli_ok("sample", recipe, "--out", cands, *base)
+    sampled = read_jsonl(cands, Candidate)
+    assert f"wrote {len(sampled)} candidates" in out and len(sampled) == 8 * 2 * 2  # 8 questions x 2 temps x 2
+    judged = tmp_path / "judgements.jsonl"
+    cli_ok("select", cands, recipe, "--selector", "critic", "--out", judged)
+    judgements = read_jsonl(judged, Judgement)
+    assert [j.candidate_id for j in judgements] == [c.id for c in sampled]
+    accepted_ids = {j.candidate_id for j in judgements if j.accepted}
+    accepted = tmp_path / "accepted.jsonl"
+    from illume_rm.records import write_jsonl
+
+    write_jsonl(accepted, [c for c in sampled if c.id in accepted_ids])
+    adapter = tmp_path / "adapter"
+    cli_ok("finetune", recipe, "--accepted", accepted, "--out", adapter, *base)
+    assert (adapter / "adapter_config.json").exists()
+    metrics = tmp_path / "m.json"
+    out = cli_ok("evaluate", recipe, "--adapter", adapter, "--out", metrics, *base)
+    m = json.loads(metrics.read_text())
+    assert m["n"] == 6 and "grounded_rate" in m and "NLG scorer: python" in out
+
+
+@pytest.mark.parametrize("mode, explained", [("gt-sft", True), ("answer-only", False)])
+def test_the_baseline_and_the_control_train_once(recipe, tmp_path, mode, explained):
+    """gt-sft trains on the reference explanations, answer-only on answers alone; one fine-tuning each."""
+    run = tmp_path / mode
+    r = CliRunner().invoke(cli, ["iterate", str(recipe), "--run", str(run), "--set", f"finetune.mode={mode}"])
+    assert r.exit_code == 0, r.output
+    assert (run / "iter-000" / "adapter" / "adapter_config.json").exists() and not (run / "iter-001").exists()
+    assert "reached 1 iteration(s)" in json.loads((run / "loop.json").read_text())["stopped"]
+    line = next(x for x in r.output.splitlines() if x.startswith(f"fine-tuning ({mode})"))
+    n_explained = int(line.split(": ")[1].split()[0])
+    assert (n_explained > 0) is explained, line
