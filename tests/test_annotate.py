@@ -514,3 +514,15 @@ def test_any_candidates_file_can_be_annotated(tmp_path, shapes_small):
                                  "--recipe", str(recipe), "--judges", "2", "--status"])
     assert r.exit_code == 0, r.output
     assert "batch mine: 3 questions" in r.output and "| mine | 3 | 9 | 2 | 0 | 6 |" in r.output
+
+
+def test_status_prints_names_as_data(world, tmp_path):
+    """A name with a terminal escape (stored before names were checked) is printed escaped, not run."""
+    store, _, _ = world
+    with store._tx(write=True) as conn:
+        task = conn.execute("SELECT id FROM tasks LIMIT 1").fetchone()[0]
+        conn.execute("INSERT INTO submissions (task, annotator, kind, time) VALUES (?, ?, 'judged', 0)",
+                     (task, "eve\x1b[2J"))
+    r = CliRunner().invoke(cli, ["annotate", str(store.path.parent), "--status"])
+    assert r.exit_code == 0, r.output
+    assert "\x1b" not in r.output and "eve\\x1b[2J (1)" in r.output
