@@ -109,7 +109,7 @@ def test_train_reward_command_and_bad_input(tmp_path, shapes_small):
     assert r.exit_code == 2 and "unknown candidate nope" in r.output
     r = CliRunner().invoke(cli, ["select", str(tmp_path / "c.jsonl"), "--selector", "reward:" + str(tmp_path / "gone"),
                                  "--out", str(tmp_path / "x.jsonl"), *shape_args])
-    assert r.exit_code == 2 and "gone does not exist" in r.output
+    assert r.exit_code == 2 and "gone holds no trained reward model" in r.output  # refused when the recipe is checked
 
 
 LOOP = """
