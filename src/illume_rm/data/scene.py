@@ -141,8 +141,6 @@ class Description:
     def matches(self, obj: dict) -> bool:
         return all(obj.get(k) == v for k, v in self.attrs().items())
 
-    def select(self, scene: dict) -> list[dict]:
-        return [o for o in scene["objects"] if self.matches(o)]
 
 
 def _implies(a: dict, b: dict) -> bool:
@@ -330,7 +328,7 @@ class _Checker:
         """'<targets> is/are <pred>': attributes, a place, a noun phrase, "the same colour (as X)",
         "not ...", "too"; conjunctions of these."""
         pred = pred.strip()
-        if pred in ("too", "also", "as well", "also too") or re.fullmatch(r"(?:also|too) ", pred):
+        if pred in ("too", "also", "as well", "also too"):
             if self.last_pred is None:
                 raise _Unparsed("'too' follows no predicate")
             pred = self.last_pred
@@ -591,7 +589,12 @@ class _Checker:
         if any(want.get(k, v) != v for k, v in extra.items()):
             self.claim(False, f"a {subj} cannot be {pred}")
             return
-        self.items(["a " + self.name(want | extra).replace(" there", "") + _place_suffix(want | extra)], exhaustive=False)
+        both = want | extra
+        found = self.matching(both)
+        self.claim(bool(found), f"there is no {self.name(both)}")
+        self.exists.append(both)
+        if len(found) == 1:
+            self.give(found[0], both)
 
     def pred_attrs(self, pred: str) -> dict:
         """The attributes a simple predicate gives (a place, attribute words, a noun phrase)."""
@@ -711,9 +714,10 @@ class _Checker:
         if kind not in ("left", "right", "above", "below"):
             return None
         opposite = {"left": "right", "right": "left", "above": "below", "below": "above"}
-        axis = {"left": "col", "right": "col", "above": "row", "below": "row"}[kind]
+        axes = {"left": "col", "right": "col", "above": "row", "below": "row"}
+        axis = axes[kind]
         for a, b, k in self.rels:
-            if axis != {"left": "col", "right": "col", "above": "row", "below": "row"}[k]:
+            if axes[k] != axis:
                 continue
             if (a, b) == (i, j):
                 return k == kind
@@ -727,14 +731,6 @@ class _Checker:
 
 def _list(text: str) -> list[str]:
     return [i for i in re.split(r" *, *(?:and )?| and | but ", text) if i]
-
-
-def _place_suffix(attrs: dict) -> str:
-    row, col = attrs.get("row"), attrs.get("col")
-    for phrase, (r, c) in _PLACES.items():
-        if (r, c) == (row, col) and (row is not None or col is not None):
-            return " in the " + phrase
-    return ""
 
 
 def _answer_words(answer: str) -> str:
