@@ -14,7 +14,7 @@ import torch
 
 from illume_rm.data.shapes import ShapesConfig, generate
 from illume_rm.records import Candidate
-from illume_rm.reward.model import CrossEncoderReward, RewardConfig
+from illume_rm.reward.models import CrossEncoderReward, RewardConfig
 
 
 def main() -> None:

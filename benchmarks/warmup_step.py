@@ -22,7 +22,8 @@ from illume_rm.cli import base_vlm
 from illume_rm.config import load_recipe
 from illume_rm.data import load_examples
 from illume_rm.train.lora import add_lora
-from illume_rm.train.warmup import autocast, warmup_items
+from illume_rm.train.steps import autocast
+from illume_rm.train.warmup import warmup_items
 
 SETTINGS = [("dropout 0.05, SDPA (the old default)", 0.05, "sdpa"),
             ("dropout 0, SDPA", 0.0, "sdpa"),

@@ -459,9 +459,12 @@ def test_iterate_with_people_stops_then_continues(tmp_path, tiny_vlm_path):
     assert r.exit_code == 0, r.output
     exported = {c.id for c in read_jsonl(tmp_path / "out" / "candidates.jsonl", Candidate)}
     assert {j.candidate_id for j in read_jsonl(tmp_path / "out" / "judgements.jsonl", Judgement)} <= exported
+    # `select` with people, in this run's folder, gives the verdicts iterate took from the page
     r = CliRunner().invoke(cli, ["select", str(run / "iter-000" / "candidates.jsonl"), "--selector", "human",
-                                 "--out", str(tmp_path / "x.jsonl"), str(recipe)])
-    assert r.exit_code == 2 and "annotation page" in r.output
+                                 "--run", str(run), "--out", str(tmp_path / "x.jsonl"), str(recipe)])
+    assert r.exit_code == 0 and "human judgements" in r.output, r.output
+    again = read_jsonl(tmp_path / "x.jsonl", Judgement)
+    assert {(j.candidate_id, j.accepted) for j in again} == {(j.candidate_id, j.accepted) for j in judgements}
 
 
 def test_reward_loop_takes_its_seed_judgements_from_the_page(tmp_path, tiny_vlm_path):

@@ -1,4 +1,5 @@
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -7,9 +8,9 @@ from click.testing import CliRunner
 
 from illume_rm.cli import cli
 from illume_rm.data.shapes import ShapesConfig, generate
-from illume_rm.records import Candidate, Judgement, write_jsonl
+from illume_rm.records import Candidate, Judgement, read_jsonl, write_jsonl
 from illume_rm.reward import RewardConfig, load_reward, train_reward
-from illume_rm.reward.metrics import agreement, threshold_for_precision
+from illume_rm.reward.evaluation import agreement, threshold_for_precision
 
 sys.path.insert(0, str(Path(__file__).parent / "plugins"))
 
@@ -142,18 +143,30 @@ def test_reward_loop_spends_only_the_seed_judgements(tmp_path, tiny_vlm_path):
     first = json.loads((run / "iter-000" / "selection.json").read_text())
     assert first["judgements_by_kind"]["plugin"] == 10  # the human budget, spent once
     assert first["judgements_by_kind"]["reward"] == first["sampled"] - 10
-    if (run / "iter-001" / "selection.json").exists():  # active learning: 4 more where the model is least sure
-        second = json.loads((run / "iter-001" / "selection.json").read_text())
-        assert second["judgements_by_kind"]["plugin"] == 4
-        assert second["judgements_by_kind"]["reward"] == second["sampled"] - 4
-        assert (run / "reward-model-001" / "reward.json").exists()
+    assert first["human_judgements"] == 10
+    # active learning: 4 more where the model is least sure (the alternating seed keeps both classes)
+    second = json.loads((run / "iter-001" / "selection.json").read_text())
+    assert second["judgements_by_kind"]["plugin"] == 4 and second["human_judgements"] == 4
+    assert second["judgements_by_kind"]["reward"] == second["sampled"] - 4
+    assert (run / "reward-model-001" / "reward.json").exists()
     assert (run / "reward-model" / "reward.json").exists()
+    # `select` with the reward loop's judge gives the verdicts `iterate` gave, from a fresh folder too
+    fresh = tmp_path / "fresh"
+    (fresh / "iter-000").mkdir(parents=True)
+    shutil.copy(run / "iter-000" / "candidates.jsonl", fresh / "iter-000" / "candidates.jsonl")
+    r = CliRunner().invoke(cli, ["select", str(fresh / "iter-000" / "candidates.jsonl"), str(recipe),
+                                 "--selector", "reward", "--run", str(fresh), "--iteration", "0",
+                                 "--out", str(tmp_path / "again.jsonl")])
+    assert r.exit_code == 0, r.output
+    assert "human judgements 10" in r.output
+    given = {j.candidate_id: (j.accepted, round(j.score, 4)) for j in read_jsonl(run / "iter-000" / "judgements.jsonl", Judgement)}
+    again = {j.candidate_id: (j.accepted, round(j.score, 4)) for j in read_jsonl(tmp_path / "again.jsonl", Judgement)}
+    assert again == given
     r = CliRunner().invoke(cli, ["compare", str(run), "--out", str(tmp_path / "cmp")])
     assert r.exit_code == 0, r.output
     assert "| run |" in r.output and "| run | " in (tmp_path / "cmp" / "compare.md").read_text()
     assert (tmp_path / "cmp" / "compare.png").exists()
-    human = 10 + (4 if (run / "iter-001" / "selection.json").exists() else 0)
-    assert f"| {human} |" in r.output  # the human judgements column of the reward run
+    assert "| 14 |" in r.output  # the human judgements column of the reward run
     r = CliRunner().invoke(cli, ["compare", str(tmp_path / "not-a-run")])
     assert r.exit_code == 2 and "does not exist" in r.output
 

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from illume_rm.records import Example
@@ -130,3 +131,28 @@ def test_any_hf_image_text_to_text_model(tmp_path, shapes_small):
     vlm.model.eval()
     assert [o[0] for o in vlm.generate([(i, p, None) for i, p, _ in items], max_new_tokens=2)] == ["yes", "no"]
     assert len(vlm.answer([Example(id="t", question="text only?", answers=["no"])])) == 1
+
+
+def test_generation_precision_is_a_setting(tiny_vlm_path, shapes_small):
+    """model.precision: generation under bfloat16 autocast when asked; auto follows the device."""
+    import torch
+
+    from illume_rm.data import load_examples
+    from illume_rm.errors import UserError
+    from illume_rm.vlm import load_vlm
+    from illume_rm.vlm.base import bf16_native
+
+    ex = load_examples(shapes_small, "val")[:2]
+    items = [(e.image, e.question, None) for e in ex]
+    seen = []
+    vlm = load_vlm(tiny_vlm_path, precision="bf16")
+    hook = vlm.model.language_model.lm_head.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    assert len(vlm.generate(items, max_new_tokens=3)) == 2
+    assert seen and set(seen) == {torch.bfloat16}
+    seen.clear()
+    vlm.set_precision("fp32").generate(items, max_new_tokens=3)
+    assert set(seen) == {torch.float32}
+    hook.remove()
+    assert vlm.set_precision("auto").inference_precision == ("bf16" if bf16_native(vlm.device) else "fp32")
+    with pytest.raises(UserError, match="model.precision"):
+        vlm.set_precision("fp16")

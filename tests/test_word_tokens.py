@@ -178,7 +178,7 @@ def test_scene_text_reward_reads_the_vlms_description(tiny_grid3, shapes64, tmp_
     from illume_rm.errors import UserError
     from illume_rm.records import Candidate
     from illume_rm.reward import RewardConfig, load_reward, train_reward
-    from illume_rm.reward.model import SceneTextReward
+    from illume_rm.reward.models import SceneTextReward
 
     vlm = load_vlm(tiny_grid3)
     vlm.use_word_tokens(visual_words(shapes64))
@@ -206,7 +206,7 @@ def test_vlm_likelihood_reward_scores_by_the_vlms_own_likelihood(tiny_grid3, sha
     from illume_rm.errors import UserError
     from illume_rm.records import Candidate
     from illume_rm.reward import RewardConfig, load_reward, train_reward
-    from illume_rm.reward.model import LikelihoodReward
+    from illume_rm.reward.models import LikelihoodReward
 
     vlm = load_vlm(tiny_grid3)
     vlm.use_word_tokens(visual_words(shapes64))

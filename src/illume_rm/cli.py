@@ -111,7 +111,7 @@ def base_vlm(recipe, path=None):
     from .vlm import load_vlm
 
     vlm = load_vlm(path or recipe.model.base, device=recipe.model.device, image_size=recipe.model.image_size,
-                   image_grid=recipe.model.image_grid)
+                   image_grid=recipe.model.image_grid, precision=recipe.model.precision)
     if (path is None and recipe.model.image_tokens == "words" and hasattr(vlm, "use_word_tokens")
             and vlm.model.config.token_kind != "words"):
         from .data import visual_words
@@ -132,7 +132,7 @@ def base_vlm(recipe, path=None):
 def reward_vlm(recipe, kind: str):
     """The VLM a reward model of this kind reads: image-aware, the frozen vision encoder's features;
     scene-text and vlm-likelihood, the warm-up model; the others none."""
-    from .reward.model import NEEDS_VLM
+    from .reward import NEEDS_VLM
 
     if NEEDS_VLM.get(kind) == "features":
         return base_vlm(recipe)
@@ -147,9 +147,13 @@ def warmup_checkpoint(recipe, log=click.echo) -> Path:
     from .paths import cache_dir
     from .train.warmup import run_warmup
 
+    from .train.warmup import TRAINER_VERSION
+
     key = recipe.hash("seed", "data", "model", "warmup")
     if generator_version(recipe.data):  # data a generator writes: its version too (version 0 keeps old keys)
         key = hashlib.sha1(f"{key}/{generator_version(recipe.data)}".encode()).hexdigest()[:12]
+    if TRAINER_VERSION > 1:  # the training code's version: a change in how it trains is a new checkpoint
+        key = hashlib.sha1(f"{key}/trainer{TRAINER_VERSION}".encode()).hexdigest()[:12]
     out = cache_dir() / "warmup" / key
     if (out / "warmup.json").exists():
         log(f"warm-up checkpoint found (cached for this recipe): {out}")
@@ -296,23 +300,43 @@ def sample(recipe, split, out, evaluation, checkpoint, adapter, data_path, image
 @click.argument("candidates", type=str)
 @click.argument("recipe", required=False)
 @click.option("--selector", "selector_name", default=None,
-              help="critic, oracle, answer, reward:FOLDER or package.module:name.")
+              help="critic, oracle, answer, human, reward (the reward loop's judge), reward:FOLDER or package.module:name.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="judgements.jsonl to write.")
+@click.option("--run", "run_dir", default=None, type=click.Path(file_okay=False),
+              help="Run folder where a judge keeps its state (people's page, seed judgements, reward models); "
+                   "default: the folder of --out.")
+@click.option("--iteration", type=click.IntRange(min=0), default=0, show_default=True,
+              help="The iteration these candidates belong to (the reward loop seeds at 0, refreshes later).")
 @recipe_options
-def select(candidates, recipe, selector_name, out, data_path, images, overrides):
-    """Judge CANDIDATES (JSONL) with a selector; writes judgements."""
+def select(candidates, recipe, selector_name, out, run_dir, iteration, data_path, images, overrides):
+    """Judge CANDIDATES (JSONL) with any judge; writes judgements. With the run folder and iteration of
+    an `iterate` run, it gives the verdicts `iterate` gives there."""
+    from .errors import Pending
     from .records import write_jsonl
-    from .selectors import make_selector
+    from .selectors import JudgeContext, make_judge
 
     extra = [f"selector.name={json.dumps(selector_name)}"] if selector_name else []
     r = _recipe(recipe, [*overrides, *extra], data_path, images)
     cands = _read_candidates(candidates)
-    selector = make_selector(r.selector)
-    judgements = selector.select(_examples_by_id(r), cands)
-    write_jsonl(out, judgements)
-    accepted = sum(j.accepted for j in judgements)
-    click.echo(f"{selector.label}: accepted {accepted} of {len(judgements)} "
-               f"(threshold {selector.last_threshold:.3f}); wrote {out}")
+    judge = make_judge(r.selector, seed=r.seed)
+    run = Path(run_dir) if run_dir else Path(out).resolve().parent
+    if run.exists() and not run.is_dir():
+        raise UserError(f"--run {run} is a file, not a folder")
+    ctx = JudgeContext(run, iteration, r, load_vlm=lambda: base_vlm(r, str(warmup_checkpoint(r))),
+                       command=f"illume-rm select {candidates} ...")
+    verdicts = judge.judge(_examples_by_id(r), cands, ctx)
+    if verdicts.pending:
+        raise Pending(verdicts.pending)
+    write_jsonl(out, verdicts.judgements)
+    accepted = sum(j.accepted for j in verdicts.judgements)
+    threshold = "" if verdicts.threshold is None else f" (threshold {verdicts.threshold:.3f})"
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(verdicts.by_kind.items()))
+    click.echo(f"{judge.name}: accepted {accepted} of {len(verdicts.judgements)}{threshold}; by kind: {kinds}; "
+               f"human judgements {verdicts.people}; wrote {out}")
+    if verdicts.written:
+        written = Path(out).with_name(Path(out).stem + "-written.jsonl")
+        write_jsonl(written, verdicts.written)
+        click.echo(f"{len(verdicts.written)} rationales people wrote themselves (accepted): {written}")
 
 
 @cli.command()
@@ -472,7 +496,7 @@ def _export_annotations(store, out: Path) -> None:
 
 def _suggest(store, run: Path, reward_dir: Path) -> None:
     """Score the open questions' rationales with the reward model (shown pre-ticked above its threshold)."""
-    from .reward.model import load_reward
+    from .reward import load_reward
 
     todo = store.unscored()
     if not todo:
@@ -506,7 +530,7 @@ def train_reward_cmd(recipe, cands_path, judg_path, kind, limit, out, data_path,
     import random
 
     from .records import Judgement, read_jsonl
-    from .reward.model import labelled_rows, train_reward
+    from .reward import labelled_rows, train_reward
 
     extra = [f"selector.reward.kind={kind}"] if kind else []
     r = _recipe(recipe, [*overrides, *extra], data_path, images)
@@ -526,26 +550,23 @@ def train_reward_cmd(recipe, cands_path, judg_path, kind, limit, out, data_path,
     if held:
         click.echo(f"\nheld-out agreement ({held['n']} judgements, {held['positives']} accepted), "
                    f"threshold {report['threshold']:.3f} (target precision {r.selector.reward.target_precision}):")
-        click.echo("| accuracy | ROC-AUC | F1 | Cohen's kappa | precision | recall |\n|---|---|---|---|---|---|")
-        click.echo(f"| {held['accuracy']:.3f} | {held['roc_auc']:.3f} | {held['f1']:.3f} | {held['kappa']:.3f} | "
-                   f"{held['precision']:.3f} | {held['recall']:.3f} |")
+        click.echo(_agreement_table(held))
     if rest:  # the judgements left out by --limit: candidates the model never saw
         from .records import write_json
-        from .reward.metrics import agreement
-        from .reward.model import load_reward
+        from .reward import load_reward, score_unseen
 
-        rest_rows = labelled_rows(examples, cands, rest)
-        scorer = load_reward(out, vlm=vlm)
-        probs = scorer.score(examples, [c for _, c, _ in rest_rows])
-        report["rest"] = agreement([y for _, _, y in rest_rows], probs, scorer.threshold)
-        report["rest_at_0.5"] = agreement([y for _, _, y in rest_rows], probs, 0.5)
+        report.update(score_unseen(load_reward(out, vlm=vlm), examples, labelled_rows(examples, cands, rest)))
         write_json(Path(out) / "reward.json", report)
         m = report["rest"]
         click.echo(f"\nthe {m['n']} judgements left out by --limit ({m['positives']} accepted):")
-        click.echo("| accuracy | ROC-AUC | F1 | Cohen's kappa | precision | recall |\n|---|---|---|---|---|---|")
-        click.echo(f"| {m['accuracy']:.3f} | {m['roc_auc']:.3f} | {m['f1']:.3f} | {m['kappa']:.3f} | "
-                   f"{m['precision']:.3f} | {m['recall']:.3f} |")
+        click.echo(_agreement_table(m))
     click.echo(f"reward model saved to {out} (use it with --set selector.name=reward:{out})")
+
+
+def _agreement_table(m: dict) -> str:
+    return ("| accuracy | ROC-AUC | F1 | Cohen's kappa | precision | recall |\n|---|---|---|---|---|---|\n"
+            f"| {m['accuracy']:.3f} | {m['roc_auc']:.3f} | {m['f1']:.3f} | {m['kappa']:.3f} | "
+            f"{m['precision']:.3f} | {m['recall']:.3f} |")
 
 
 @cli.command()

@@ -16,7 +16,7 @@ import yaml
 
 from .data import DataConfig
 from .errors import UserError
-from .reward.model import RewardConfig
+from .reward import RewardConfig
 from .sampling import SamplingConfig
 from .selectors import Rule
 from .train.finetune import FinetuneConfig
@@ -28,13 +28,19 @@ class ModelConfig:
     base: str = "builtin"          # "builtin" (shipped weights) or a local model folder
     image_size: int = 192          # built-in VLM: the encoder's input resolution
     image_grid: int = 3            # built-in VLM: image tokens per side (pooled feature map)
-    device: str | None = None      # None: cuda when available, else cpu
+    # None: cuda when available, else cpu (not part of a cache key: the same model trains anywhere)
+    device: str | None = field(default=None, metadata={"shapes_cache": False})
     # built-in VLM: how an image reaches the language model. "words": each grid cell is written as text
     # ("top left: <size> <colour> <shape>, ...") where each slot is a probability-weighted mix of the
     # word embeddings of the slot's words (the LM reads it from the first step); "projected": one
     # continuous token per cell through an MLP, as LLaVA does (the LM must learn to read it)
     image_tokens: Literal["words", "projected"] = "words"
     visual_words: list[list[str]] | None = None  # "words": each slot's words (None: the data's vocabulary)
+    # generation (sampling rationales, answering for evaluation) in fp32, or under bfloat16 autocast; "auto":
+    # bf16 where the device runs it natively (a CPU with AMX / AVX512-BF16, a GPU with bf16), else fp32.
+    # Training has its own (warmup.precision, finetune.precision). benchmarks/generation_precision.py
+    precision: Literal["auto", "fp32", "bf16"] = field(default="fp32",
+                                                       metadata={"hash_default": False, "shapes_cache": False})
 
 
 @dataclass
@@ -87,7 +93,7 @@ class Recipe:
         (a typo found after warm-up and sampling costs their time, and the run folder)."""
         from .data import DATASETS
         from .evaluate.nlg import java_available
-        from .reward.model import KINDS
+        from .reward import KINDS
         from .train.finetune import MODES
 
         def one_of(where: str, value, choices) -> None:
@@ -107,6 +113,9 @@ class Recipe:
                             f"(evaluation.scorer: {self.evaluation.scorer}); choose another of {', '.join(metrics)}")
         _check_judge("selector.name", self.selector.name, people=True)
         if self.selector.name == "reward":
+            if self.selector.seed_selector == "reward":
+                raise UserError("selector.seed_selector: the reward loop's seed is judged by people or a simulated "
+                                "person (human, oracle, critic, a plugin), not by the reward loop itself")
             _check_judge("selector.seed_selector", self.selector.seed_selector, people=True)
         for i, name in enumerate(self.selector.require):
             _check_judge(f"selector.require[{i}]", name, people=False)
@@ -131,7 +140,9 @@ class Recipe:
 
 def _check_judge(where: str, name: str, people: bool) -> None:
     """A judge's name resolves: a built-in, a trained reward model's folder, or a plugin that imports."""
-    builtin = ("critic", "oracle", "answer") + (("human", "reward") if people else ())
+    from .selectors import JUDGES, SCORERS
+
+    builtin = tuple(SCORERS) + (tuple(JUDGES) if people else ())
     if name in builtin:
         return
     if name.startswith("reward:"):
@@ -148,7 +159,8 @@ def _check_judge(where: str, name: str, people: bool) -> None:
 
 
 def _hashable(obj: Any) -> Any:
-    """``dataclasses.asdict``, less the fields that hash only when set (see ``Recipe.hash``)."""
+    """``dataclasses.asdict``, less the fields that hash only when set (see ``Recipe.hash``), with the
+    fields that do not shape what is cached (metadata ``shapes_cache: False``) at their defaults."""
     if isinstance(obj, (list, tuple)):
         return type(obj)(_hashable(v) for v in obj)
     if isinstance(obj, dict):
@@ -159,6 +171,8 @@ def _hashable(obj: Any) -> Any:
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if f.metadata.get("shapes_cache") is False:  # where it runs or what is measured, not what is trained
+            value = default
         if f.metadata.get("hash_default") is False and value == default:
             continue
         out[f.name] = _hashable(value)
@@ -236,25 +250,49 @@ def _set(tree: dict, dotted: str, raw: str, where: str) -> None:
     node[keys[-1]] = value
 
 
+def _merge(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``: mappings merge key by key, anything else is replaced."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _read_tree(p: Path, chain: tuple = ()) -> dict:
+    """A recipe file's mapping; ``extends: OTHER.yaml`` (relative to the file) starts from that recipe,
+    so a loop recipe names its warm-up recipe instead of copying its sections."""
+    if not p.is_file():
+        raise UserError(f"recipe {p} does not exist" + (f" (extended by {chain[-1]})" if chain else ""))
+    try:
+        tree = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{p}: not UTF-8 text (byte {exc.start + 1})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"{p}: malformed YAML{at}") from None
+    if not isinstance(tree, dict):
+        raise UserError(f"{p}: a recipe is a mapping of sections")
+    parent = tree.pop("extends", None)
+    if parent is None:
+        return tree
+    if not isinstance(parent, str) or not parent:
+        raise UserError(f"{p}: extends: expected the path of another recipe file, got {parent!r}")
+    target = (p.parent / parent).resolve()
+    if target in chain or target == p.resolve():
+        raise UserError(f"{p}: extends {parent}, which extends it back (a cycle)")
+    return _merge(_read_tree(target, (*chain, p.resolve())), tree)
+
+
 def load_recipe(path: str | None = None, overrides: list[str] = ()) -> Recipe:
-    """The embedded defaults, then the YAML file, then ``key=value`` overrides."""
+    """The embedded defaults, then the YAML file (on top of the recipe it ``extends``), then
+    ``key=value`` overrides."""
     tree: dict = {}
     where = "recipe"
     if path:
         p = Path(path)
-        if not p.is_file():
-            raise UserError(f"recipe {p} does not exist")
         where = str(p)
-        try:
-            tree = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except UnicodeDecodeError as exc:
-            raise UserError(f"{p}: not UTF-8 text (byte {exc.start + 1})") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            at = f" at line {mark.line + 1}" if mark else ""
-            raise UserError(f"{p}: malformed YAML{at}") from None
-        if not isinstance(tree, dict):
-            raise UserError(f"{p}: a recipe is a mapping of sections")
+        tree = _read_tree(p)
     for item in overrides:
         if "=" not in item:
             raise UserError(f"--set {item}: expected KEY=VALUE, e.g. warmup.steps=50")

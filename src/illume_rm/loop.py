@@ -36,42 +36,17 @@ from .errors import Pending, UserError
 from .evaluate.runner import evaluate_candidates
 from .records import Candidate, Judgement, atomic_write_text, read_jsonl, write_json, write_jsonl
 from .sampling import explain, pick_examples, sample_candidates
-from .selectors import Selector, make_scorer, make_selector
+from .selectors import JudgeContext, make_judge
 
 Log = Callable[[str], None]
-
-
-def selector_kind(label: str) -> str:
-    """'critic', 'oracle', 'human', 'reward' or 'plugin' from a Judgement's selector label."""
-    for kind in ("critic", "oracle", "human", "reward", "plugin"):
-        if label.startswith(kind):
-            return kind
-    return label.split(":")[0]
-
-
-def stratified(cands: list[Candidate], by_id: dict, n: int, seed: int) -> list[Candidate]:
-    """n candidates spread evenly over (question family, temperature) strata."""
-    import random
-
-    rng = random.Random(seed)
-    strata: dict[tuple, list[Candidate]] = {}
-    for c in cands:
-        strata.setdefault((by_id[c.example_id].meta.get("family", ""), c.temperature), []).append(c)
-    for group in strata.values():
-        rng.shuffle(group)
-    picked: list[Candidate] = []
-    while len(picked) < min(n, len(cands)):
-        for group in strata.values():
-            if group and len(picked) < n:
-                picked.append(group.pop())
-    return picked
 
 
 class Run:
     def __init__(self, recipe: Recipe, folder: str | Path, warm_checkpoint: Path, log: Log = print):
         self.recipe, self.dir, self.warm, self.log = recipe, Path(folder), Path(warm_checkpoint), log
         self._data: dict[str, list] = {}
-        self._feature_vlm = None
+        self.judge = make_judge(recipe.selector, seed=recipe.seed)
+        self._warm_vlm = None
 
     # -- helpers ------------------------------------------------------------------------
     def examples(self, split: str):
@@ -88,7 +63,7 @@ class Run:
         from .train.lora import load_adapter
         from .vlm import load_vlm
 
-        vlm = load_vlm(self.warm, device=self.recipe.model.device)
+        vlm = load_vlm(self.warm, device=self.recipe.model.device, precision=self.recipe.model.precision)
         if adapter is not None:
             load_adapter(vlm, adapter)
         return vlm
@@ -153,14 +128,13 @@ class Run:
             cands = read_jsonl(d / "candidates.jsonl", Candidate)
             if not (d / "judgements.jsonl").exists():
                 by_id = {ex.id: ex for ex in self.examples("train")}
-                if r.selector.name == "reward":
-                    judgements = self._reward_judgements(i, by_id, cands)
-                elif r.selector.name == "human":
-                    judgements, written = self._human_judgements(f"iter-{i:03d}", by_id, cands)
-                    write_jsonl(d / "written.jsonl", written)
-                else:
-                    judgements = make_selector(r.selector).select(by_id, cands)
-                write_jsonl(d / "judgements.jsonl", judgements)
+                verdicts = self.judge.judge(by_id, cands, self.context(i))
+                if verdicts.pending:
+                    raise Pending(verdicts.pending)
+                if verdicts.written:
+                    write_jsonl(d / "written.jsonl", verdicts.written)
+                write_json(d / "counts.json", verdicts.counts())
+                write_jsonl(d / "judgements.jsonl", verdicts.judgements)
             if not (d / "selection.json").exists():
                 self._accumulate(i, cands)
             selection = json.loads((d / "selection.json").read_text())
@@ -174,104 +148,14 @@ class Run:
             self._finetune(i, adapter)
         return self.evaluate_stage(d, adapter, f"iter-{i:03d}", i), None
 
-    def _reward_judgements(self, i: int, by_id: dict, cands: list[Candidate]) -> list[Judgement]:
-        """Seed judgements by the seed selector (iteration 0; they are the human cost), a reward model
-        trained on them, and its verdicts on everything else. With ``selector.refresh`` M > 0, each later
-        iteration also has the seed selector judge the M candidates the reward model is least sure of,
-        and retrains on every such judgement so far (active learning)."""
-        from .reward.model import labelled_rows, load_reward
-        from .selectors import Rule
+    def context(self, i: int) -> JudgeContext:
+        """Where the judge of iteration i works: this run folder; the warm-up model, loaded once."""
+        return JudgeContext(self.dir, i, self.recipe, self.log, load_vlm=self._warm_model)
 
-        r = self.recipe
-        d = self.iter_dir(i)
-        if i == 0:
-            path = d / "seed_judgements.jsonl"
-            if not path.exists():
-                picked = stratified(cands, by_id, r.selector.seed_judgements, r.seed)
-                write_jsonl(path, self._seed_judgements(f"iter-{i:03d}-seed", by_id, picked))
-        elif r.selector.refresh > 0:
-            path = d / "refresh_judgements.jsonl"
-            if not path.exists():
-                current = load_reward(self._reward_dir(i - 1), vlm=self._reward_vlm())
-                probs = current.score(by_id, cands)
-                unsure = sorted(range(len(cands)), key=lambda k: abs(probs[k] - current.threshold))
-                picked = [cands[k] for k in unsure[: r.selector.refresh]]
-                write_jsonl(path, self._seed_judgements(f"iter-{i:03d}-refresh", by_id, picked))
-        else:
-            path = None
-        human = read_jsonl(path, Judgement) if path is not None else []
-        reward_dir = self._reward_dir(i)
-        if not (reward_dir / "reward.json").exists():
-            rows = []
-            for k in range(i + 1):  # every judgement of the seed selector so far, with its candidates
-                for name in ("seed_judgements.jsonl", "refresh_judgements.jsonl"):
-                    f = self.iter_dir(k) / name
-                    if f.exists():
-                        rows += labelled_rows(by_id, read_jsonl(self.iter_dir(k) / "candidates.jsonl", Candidate),
-                                              read_jsonl(f, Judgement))
-            self._train_reward(rows, reward_dir)
-        scorer = load_reward(reward_dir, vlm=self._reward_vlm())
-        judged = {j.candidate_id for j in human}
-        rest = [c for c in cands if c.id not in judged]
-        gates = [make_scorer(g) for g in r.selector.require]
-        return human + Selector(scorer, Rule("threshold", threshold=scorer.threshold), gates=gates).select(by_id, rest)
-
-    def _seed_judgements(self, batch: str, by_id: dict, cands: list[Candidate]) -> list[Judgement]:
-        """The reward loop's human budget: people in the annotation page (seed_selector human; what they
-        write themselves is not used here), or a simulated person."""
-        if self.recipe.selector.seed_selector == "human":
-            return self._human_judgements(batch, by_id, cands)[0]
-        from .selectors import Rule
-
-        return Selector(make_scorer(self.recipe.selector.seed_selector),
-                        Rule("threshold", threshold=0.5)).select(by_id, cands)
-
-    def _human_judgements(self, batch: str, by_id: dict, cands: list[Candidate]) -> tuple[list[Judgement], list[Candidate]]:
-        """Judgements from the annotation page: puts the batch's questions there (once); while judgements
-        are missing, stops with how many and the command to give them (rerunning continues)."""
-        from .annotate.store import Store
-
-        store = Store.of_run(self.dir)
-        k = self.recipe.selector.judges
-        store.add_batch(batch, by_id, cands, k=k)
-        (prog,) = store.progress(batch)
-        if prog.pending:
-            raise Pending(
-                f"waiting for people: {prog.pending} judgement(s) pending in batch {batch} "
-                f"({prog.done} of {prog.needed} in; {prog.questions} questions, {prog.rationales} distinct rationales, "
-                f"{k} person(s) each).\nJudge them in the browser with:\n  illume-rm annotate {self.dir}\n"
-                f"then run the same `illume-rm iterate` command again to continue.")
-        judgements, written = store.judgements(batch, cands)
-        write_json(self.dir / f"agreement-{batch}.json", store.agreement(batch) | {"k": k, "closed_by_skips": prog.closed})
-        return judgements, written
-
-    def _reward_dir(self, i: int) -> Path:
-        """The reward model iteration i uses: the seed one, or the latest retrained by a refresh."""
-        if self.recipe.selector.refresh > 0 and i > 0:
-            return self.dir / f"reward-model-{i:03d}"
-        return self.dir / "reward-model"
-
-    def _reward_vlm(self):
-        """The VLM a reward model reads (the frozen encoder's features, or the warm-up model itself): loaded once."""
-        from .reward.model import NEEDS_VLM
-
-        if self.recipe.selector.reward.kind not in NEEDS_VLM:
-            return None
-        if self._feature_vlm is None:
-            self._feature_vlm = self.model(None)
-        return self._feature_vlm
-
-    def _train_reward(self, rows: list, reward_dir: Path) -> None:
-        from .reward.model import train_reward
-
-        tmp = self.dir / f".{reward_dir.name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        report = train_reward(rows, self.recipe.selector.reward, tmp, vlm=self._reward_vlm(), log=self.log)
-        os.replace(tmp, reward_dir)
-        held = report.get("heldout", {})
-        self.log(f"reward model ({reward_dir.name}, {len(rows)} judgements): held-out accuracy "
-                 f"{held.get('accuracy', float('nan')):.3f}, ROC-AUC {held.get('roc_auc', float('nan')):.3f}, "
-                 f"threshold {report['threshold']:.3f}")
+    def _warm_model(self):
+        if self._warm_vlm is None:
+            self._warm_vlm = self.model(None)
+        return self._warm_vlm
 
     def _accumulate(self, i: int, cands: list[Candidate]) -> None:
         d = self.iter_dir(i)
@@ -285,14 +169,15 @@ class Run:
         accepted = [c for c in cands if c.id in verdict and verdict[c.id].accepted]
         new = [c for c in accepted if (c.example_id, c.rationale) not in have]
         write_jsonl(d / "train.jsonl", previous + new)
-        kinds: dict[str, int] = {}
-        for j in judgements:
-            kinds[selector_kind(j.selector)] = kinds.get(selector_kind(j.selector), 0) + 1
+        # from the judge: judgements by kind, and how many were the human budget
+        counts_path = d / "counts.json"
+        counts = (json.loads(counts_path.read_text()) if counts_path.exists()
+                  else {"judgements_by_kind": {"unrecorded": len(judgements)}})  # judged by a version before counts.json
         threshold = min((j.score for j in judgements if j.accepted), default=float("nan"))
         write_json(d / "selection.json", {
             "sampled": sampled, "written": len(written), "accepted": len(accepted), "new": len(new), "total": len(previous) + len(new),
             "examples_with_accepted": len({c.example_id for c in accepted}),
-            "threshold": threshold, "judgements_by_kind": kinds,
+            "threshold": threshold, **counts,
         })
 
     def _finetune(self, i: int, adapter: Path) -> None:

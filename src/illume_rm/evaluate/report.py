@@ -115,11 +115,11 @@ def run_summary(run_dir: Path) -> dict:
             history.append((d.name, json.loads((d / "metrics.json").read_text())))
         sel = d / "selection.json"
         if sel.exists():
-            for kind, n in json.loads(sel.read_text()).get("judgements_by_kind", {}).items():
-                if kind == "reward":
-                    machine += n
-                else:
-                    human += n
+            s = json.loads(sel.read_text())
+            kinds = s.get("judgements_by_kind", {})
+            machine += kinds.get("reward", 0)
+            # the judge's own count of the human budget (a version before it: all but the reward model's)
+            human += s["human_judgements"] if "human_judgements" in s else sum(kinds.values()) - kinds.get("reward", 0)
     reward = None
     models = sorted(run_dir.glob("reward-model*/reward.json"))  # the seed model, then any refreshed ones
     if models:

@@ -1,6 +1,17 @@
 """The rationale reward model: trained on a seed of human (or simulated) selections, it then
-selects in the annotators' place. ``train_reward`` fits one; ``load_reward`` opens a saved one,
-which is a scorer like any other (``score(examples, candidates)``)."""
-from .model import RewardConfig, load_reward, train_reward
+selects in the annotators' place. In parts, as sentence-transformers separates them:
 
-__all__ = ["RewardConfig", "load_reward", "train_reward"]
+- ``models``: the kinds (cross-encoder, pairwise, scene-text, vlm-likelihood, image-aware) and
+  ``RewardConfig``;
+- ``training``: judgements to rows, the held-out split, ``train_reward``;
+- ``evaluation``: agreement with judgements, the threshold for a target precision, scoring the
+  judgements a model never saw;
+- ``scorer``: ``load_reward`` opens a saved model as a scorer like any other
+  (``score(examples, candidates)``)."""
+from .evaluation import agreement, score_unseen, threshold_for_precision
+from .models import KINDS, NEEDS_VLM, RewardConfig
+from .scorer import RewardScorer, load_reward, reward_kind
+from .training import labelled_rows, train_reward
+
+__all__ = ["KINDS", "NEEDS_VLM", "RewardConfig", "RewardScorer", "agreement", "labelled_rows", "load_reward",
+           "reward_kind", "score_unseen", "threshold_for_precision", "train_reward"]

@@ -1,16 +1,26 @@
-"""One door for every judge: a scorer plus an acceptance rule.
+"""One door for every judge.
+
+A *judge* turns (examples, candidates) into ``Verdicts`` through ``judge(examples, candidates,
+ctx)``: judgements, how many of them each kind of judge gave (the human budget is counted from
+there), rationales people wrote themselves, or the work still waiting for people. The critic, the
+oracle, plugins, a trained reward model, people (``human.py``) and the reward loop's judge, a seed
+judge composed with a model it trains (``reward.py``), are all judges; the loop and
+``illume-rm select`` only call ``judge``. ``ctx`` (``JudgeContext``) is where a judge keeps what it
+learns between calls: the run folder, the iteration, the recipe, the warm-up VLM.
 
 A *scorer* is anything with ``score(examples, candidates) -> list[float]``
 (higher is better; ``examples`` is a mapping from example id to Example).
 A *selector* is a scorer plus a rule: a fixed threshold, an adaptive one
-(the highest threshold that still accepts at least N), or top-k per example.
+(the highest threshold that still accepts at least N), or top-k per example;
+it is the judge of every scorer.
 """
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
-from typing import Mapping, Protocol, Sequence, runtime_checkable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 from ..errors import UserError
 from ..records import Candidate, Example, Judgement
@@ -22,6 +32,76 @@ class Scorer(Protocol):
 
     def score(self, examples: Mapping[str, Example], candidates: Sequence[Candidate]) -> list[float]:
         ...
+
+
+@dataclass
+class Verdicts:
+    """What a judge returns. ``by_kind``: judgements given by each kind of judge (critic, oracle, human,
+    reward, plugin); ``people``: how many of them stand for a person's (people, or a simulated person),
+    the human budget; ``written``: rationales people wrote themselves (accepted); ``pending``: when
+    people still have work, what and how to give it (the judgements are then not complete)."""
+
+    judgements: list[Judgement] = field(default_factory=list)
+    by_kind: dict[str, int] = field(default_factory=dict)
+    people: int = 0
+    written: list[Candidate] = field(default_factory=list)
+    threshold: float | None = None
+    pending: str | None = None
+
+    def __add__(self, other: "Verdicts") -> "Verdicts":
+        kinds = dict(self.by_kind)
+        for k, n in other.by_kind.items():
+            kinds[k] = kinds.get(k, 0) + n
+        return Verdicts(self.judgements + other.judgements, kinds, self.people + other.people,
+                        self.written + other.written, other.threshold if other.threshold is not None else self.threshold,
+                        self.pending or other.pending)
+
+    def counts(self) -> dict:
+        return {"judgements_by_kind": dict(self.by_kind), "human_judgements": self.people}
+
+
+@dataclass
+class JudgeContext:
+    """Where a judge works: ``run_dir`` holds what it keeps between iterations (the annotation store,
+    reward models), ``iteration`` names the batch; ``vlm()`` is the warm-up model (loaded once, on
+    first use) for judges that read it."""
+
+    run_dir: Path
+    iteration: int = 0
+    recipe: Any = None
+    log: Callable[[str], None] = print
+    load_vlm: Callable[[], Any] | None = None
+    command: str = "illume-rm iterate"  # what the user reruns to continue once people have judged
+    batch_name: str | None = None       # the people's batch (default iter-NNN)
+    _vlm: Any = field(default=None, repr=False)
+
+    def iter_dir(self, i: int | None = None) -> Path:
+        return self.run_dir / f"iter-{self.iteration if i is None else i:03d}"
+
+    @property
+    def batch(self) -> str:
+        return self.batch_name or f"iter-{self.iteration:03d}"
+
+    def vlm(self):
+        if self._vlm is None:
+            if self.load_vlm is None:
+                raise UserError("this judge reads the warm-up VLM, and none was given")
+            self._vlm = self.load_vlm()
+        return self._vlm
+
+
+@runtime_checkable
+class Judge(Protocol):
+    name: str
+
+    def judge(self, examples: Mapping[str, Example], candidates: Sequence[Candidate],
+              ctx: JudgeContext) -> Verdicts:
+        ...
+
+
+def scorer_kind(scorer) -> str:
+    """A scorer's kind for the accounting: its ``kind`` attribute (critic, oracle, answer, reward), else plugin."""
+    return getattr(scorer, "kind", "plugin")
 
 
 @dataclass
@@ -105,7 +185,18 @@ class Selector:
     def __init__(self, scorer: Scorer, rule: Rule, label: str | None = None, gates: Sequence[Scorer] = ()):
         self.scorer, self.rule, self.gates = scorer, rule, list(gates)
         self.label = label or f"{scorer.name}{rule.describe()}" + "".join(f"&{g.name}" for g in self.gates)
+        self.name = self.label
+        self.kind = scorer_kind(scorer)
         self.last_threshold: float | None = None
+
+    def judge(self, examples: Mapping[str, Example], candidates: Sequence[Candidate],
+              ctx: JudgeContext | None = None) -> Verdicts:
+        """The judge of a scorer: its judgements, counted under the scorer's kind; a scorer whose
+        ``people`` attribute is true stands for a person (the critic and the oracle simulate one)."""
+        judgements = self.select(examples, candidates)
+        people = len(judgements) if getattr(self.scorer, "people", False) else 0
+        return Verdicts(judgements, {self.kind: len(judgements)} if judgements else {}, people,
+                        threshold=self.last_threshold)
 
     def scores(self, examples: Mapping[str, Example], candidates: Sequence[Candidate]) -> list[float]:
         return checked_scores(self.scorer, examples, candidates)

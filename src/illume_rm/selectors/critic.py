@@ -10,6 +10,8 @@ from .base import example_for
 
 class RougeCritic:
     name = "critic:rougeL"
+    kind = "critic"
+    people = True  # ILLUME's simulated human
 
     def score(self, examples: Mapping[str, Example], candidates: Sequence[Candidate]) -> list[float]:
         return [rouge_l(c.rationale, example_for(examples, c).explanations) for c in candidates]
@@ -20,6 +22,7 @@ class AnswerCorrect:
     with another selector, e.g. ``selector.require: [answer]``."""
 
     name = "answer"
+    kind = "answer"
 
     def score(self, examples: Mapping[str, Example], candidates: Sequence[Candidate]) -> list[float]:
         from ..evaluate.accuracy import answer_score

@@ -19,6 +19,8 @@ def oracle_accepts(ex: Example, rationale: str, answer: str | None = None) -> bo
 
 class SceneOracle:
     name = "oracle"
+    kind = "oracle"
+    people = True  # a simulated careful person
 
     def score(self, examples: Mapping[str, Example], candidates: Sequence[Candidate]) -> list[float]:
         return [float(oracle_accepts(example_for(examples, c), c.rationale, c.answer)) for c in candidates]

@@ -9,22 +9,22 @@
 - ``answer-only``: the same number of steps on answer-only examples (a control
   that tells gains from mere extra training).
 
-A loop of twenty lines rather than the Trainer: examples carry per-item
-weights and cached image features, and the loop stays readable in one sitting.
+The steps are the warm-up's (``steps.train_steps``): per-item weights, cached image features,
+transformers' constant schedule after ``warmup_steps``.
 """
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from ..errors import UserError
 from ..records import Candidate, Example
 from ..vlm.base import VLM, Item, answer_prompt
 from .lora import LoraConfig, add_lora, count_trainable
+from .steps import train_steps
 
 MODES = ("illume", "gt-sft", "answer-only")
 
@@ -38,6 +38,9 @@ class FinetuneConfig:
     answer_ratio: float = 10.0        # answer-only examples per rationale example
     explanation_weight: float = 3.0   # loss weight of a rationale example against an answer-only one
     gt_fraction: float = 0.1          # gt-sft: share of training examples whose references are used
+    warmup_steps: int = field(default=5, metadata={"hash_default": False})  # linear warm-up of the learning rate
+    # fp32, or bfloat16 autocast for the forward and backward (weights and Adam stay fp32)
+    precision: Literal["fp32", "bf16"] = field(default="fp32", metadata={"hash_default": False})
     lora: LoraConfig = field(default_factory=lambda: LoraConfig(train_projector=False))
 
 
@@ -80,25 +83,14 @@ def finetune(vlm: VLM, train: Sequence[Example], accepted: Sequence[Candidate], 
     log(f"fine-tuning ({cfg.mode}): {len(explained)} explained examples, {len(answers)} answer-only, "
         f"{count_trainable(model):,} trainable parameters, {cfg.steps} steps of {cfg.batch_size}")
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     p_explained = 1.0 / (1.0 + cfg.answer_ratio) if explained else 0.0
-    losses: list[float] = []
-    model.train()
-    bar = tqdm(range(cfg.steps), desc=f"fine-tuning ({cfg.mode})")
-    for step in bar:
-        for g in opt.param_groups:
-            g["lr"] = cfg.lr * min(1.0, (step + 1) / 5)
+
+    def draw(step: int):
         n_exp = sum(rng.random() < p_explained for _ in range(cfg.batch_size))
         if explained and step == 0:
             n_exp = max(n_exp, 1)
         batch = rng.choices(explained, k=n_exp) + rng.sample(answers, cfg.batch_size - n_exp)
-        weights = [cfg.explanation_weight] * n_exp + [1.0] * (cfg.batch_size - n_exp)
-        loss = vlm.loss(batch, weights)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{sum(losses[-10:]) / len(losses[-10:]):.3f}")
-    model.eval()
-    return losses
+        return batch, [cfg.explanation_weight] * n_exp + [1.0] * (cfg.batch_size - n_exp)
+
+    return train_steps(vlm, [{"params": params, "lr": cfg.lr}], cfg.steps, draw, schedule="constant",
+                       warmup_steps=cfg.warmup_steps, precision=cfg.precision, desc=f"fine-tuning ({cfg.mode})")

@@ -9,7 +9,6 @@ cached by recipe, so a second run skips it.
 """
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import random
@@ -19,7 +18,6 @@ from pathlib import Path
 from typing import Callable, Literal, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from ..errors import UserError
 from ..records import Example, write_json
@@ -28,8 +26,12 @@ from ..evaluate.accuracy import accuracy_by_family, chance_by_family
 from ..evaluate.controls import as_text, grounding_accuracy, swap_images
 from .align import align_projector, cell_accuracy, cell_loss, cell_targets
 from .lora import LoraConfig, add_lora, count_trainable, merge_lora
+from .steps import autocast, train_steps
 
 CAPTION_PROMPT = "Describe the image:"
+# the version of how the warm-up trains, part of its cache key: 2 = the shared loop (steps.py) with
+# transformers' schedules (1: a schedule of its own)
+TRAINER_VERSION = 2
 
 
 @dataclass
@@ -42,15 +44,17 @@ class WarmupConfig:
     caption_fraction: float = 0.5      # share of steps that train on captions; a step is all of one kind,
                                        # so short questions are never padded to caption length
     grounding_fraction: float = 0.0    # share of steps on grounding questions (what is where), where the data has them
-    eval_examples: int | None = None   # val examples for the before/after accuracy (None: the whole split)
-    eval_every: int | None = None      # also measure val accuracy every N steps (the curve in warmup.json)
+    # val examples for the before/after accuracy (None: the whole split), and every how many steps the curve
+    # in warmup.json is measured: what is measured, not what is trained, so not part of the cache key
+    eval_examples: int | None = field(default=None, metadata={"shapes_cache": False})
+    eval_every: int | None = field(default=None, metadata={"shapes_cache": False})
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: forward/backward under bfloat16 autocast (weights and
                                                  # Adam stay fp32); benchmarks/warmup_precision.py measures it
     lora: LoraConfig = field(default_factory=LoraConfig)
     # how often each question family is drawn for answer-only steps, relative to its share of the
     # training questions (e.g. {compare: 3, spatial: 3}: three times as often; unnamed families 1)
     family_weights: dict[str, float] | None = field(default=None, metadata={"hash_default": False})
-    # learning rate after the warm-up steps: "cosine" decays to 5%, "constant" holds it
+    # learning rate after the warm-up steps (transformers' schedules): "cosine" decays to 5%, "constant" holds it
     schedule: Literal["cosine", "constant"] = field(default="cosine", metadata={"hash_default": False})
     # word-anchored image tokens (model.image_tokens: words) on data with a scene graph: the projector
     # first learns each cell's words alone for `align_steps` (train/align.py), then every warm-up step
@@ -68,11 +72,6 @@ class WarmupConfig:
         if any(not 0 <= v <= 1 for v in shares.values()) or sum(shares.values()) > 1:
             raise UserError(f"warmup: caption_fraction ({self.caption_fraction}) and grounding_fraction "
                             f"({self.grounding_fraction}) are shares of the steps: each 0 to 1, together at most 1")
-
-
-def autocast(vlm: VLM, precision: str):
-    """bfloat16 autocast on the VLM's device for ``precision == "bf16"``; a no-op for "fp32"."""
-    return torch.autocast(vlm.device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def warmup_items(train: Sequence[Example], balance: bool = False,
@@ -214,18 +213,9 @@ def train_warmup(vlm: VLM, train: Sequence[Example], cfg: WarmupConfig, seed: in
     log(f"warm-up: {count_trainable(model):,} trainable parameters, {cfg.steps} steps of {cfg.batch_size}")
     proj = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("projector")]
     rest = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("projector")]
-    opt = torch.optim.AdamW([{"params": rest, "lr": cfg.lr}, {"params": proj, "lr": cfg.projector_lr}],
-                            weight_decay=0.0)
-    base_lrs = [g["lr"] for g in opt.param_groups]
-    losses: list[float] = []
-    model.train()
-    bar = tqdm(range(cfg.steps), desc="warm-up")
-    for step in bar:
-        scale = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
-        if cfg.schedule == "cosine":
-            scale *= 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
-        for g, lr in zip(opt.param_groups, base_lrs):
-            g["lr"] = lr * max(scale, 0.05)
+    groups = [{"params": rest, "lr": cfg.lr}, {"params": proj, "lr": cfg.projector_lr}]
+
+    def draw(step: int):
         u = rng.random()
         if captions and u < cfg.caption_fraction:
             pool = captions
@@ -234,26 +224,19 @@ def train_warmup(vlm: VLM, train: Sequence[Example], cfg: WarmupConfig, seed: in
         else:
             pool = answers
         if pool is answers and answer_weights is not None:
-            batch = weighted_sample(rng, answers, answer_weights, cfg.batch_size)
-        else:
-            batch = rng.sample(pool, min(cfg.batch_size, len(pool)))
-        with autocast(vlm, cfg.precision):
-            loss = vlm.loss(batch)
-            supervised = [img for img, _, _ in batch if img in targets] if cfg.cell_loss else []
-            if supervised:
-                gold = torch.stack([targets[img] for img in supervised])
-                loss = loss + cfg.cell_loss * cell_loss(vlm, vlm.features.get(supervised), gold)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
-        opt.step()
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{sum(losses[-10:]) / len(losses[-10:]):.3f}")
-        if on_eval and cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:
-            model.eval()
-            on_eval(step + 1)
-            model.train()
-    model.eval()
+            return weighted_sample(rng, answers, answer_weights, cfg.batch_size), None
+        return rng.sample(pool, min(cfg.batch_size, len(pool))), None
+
+    def per_cell(batch):
+        supervised = [img for img, _, _ in batch if img in targets] if cfg.cell_loss else []
+        if not supervised:
+            return None
+        gold = torch.stack([targets[img] for img in supervised])
+        return cfg.cell_loss * cell_loss(vlm, vlm.features.get(supervised), gold)
+
+    losses = train_steps(vlm, groups, cfg.steps, draw, schedule=cfg.schedule, warmup_steps=cfg.warmup_steps,
+                         precision=cfg.precision, desc="warm-up", extra_loss=per_cell, on_eval=on_eval,
+                         eval_every=cfg.eval_every)
     merge_lora(vlm)
     vlm.model.eval()
     return losses

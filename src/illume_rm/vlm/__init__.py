@@ -18,7 +18,13 @@ from .builtin import BuiltinVLM
 __all__ = ["VLM", "Item", "BuiltinVLM", "load_vlm", "answer_prompt", "parse_answer"]
 
 
-def load_vlm(path: str | Path, device: str | None = None, image_size: int = 192, image_grid: int = 3) -> VLM:
+def load_vlm(path: str | Path, device: str | None = None, image_size: int = 192, image_grid: int = 3,
+             precision: str = "fp32") -> VLM:
+    """``precision``: what generation runs in (``VLM.set_precision``: fp32, bf16, or auto)."""
+    return _open(path, device, image_size, image_grid).set_precision(precision)
+
+
+def _open(path: str | Path, device: str | None, image_size: int, image_grid: int) -> VLM:
     if str(path) == "builtin":
         from .weights import build_builtin
 

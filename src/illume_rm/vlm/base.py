@@ -7,6 +7,8 @@ from typing import Sequence
 
 import torch
 
+from ..errors import UserError
+
 from ..records import Example
 
 # (image path or None, prompt, target or None)
@@ -25,9 +27,33 @@ def parse_answer(text: str) -> str:
     return re.split(r"[,.\n]| because | seeing that ", text, maxsplit=1)[0].strip()
 
 
+def bf16_native(device: torch.device) -> bool:
+    """Whether this device runs bfloat16 matmuls natively (a CPU with AVX512-BF16 or AMX, a GPU with bf16)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
 class VLM(abc.ABC):
     name: str = "vlm"
     device: torch.device
+    # generation (sampling, evaluation) under bfloat16 autocast, or fp32; set by ``set_precision``
+    inference_precision: str = "fp32"
+
+    def set_precision(self, precision: str) -> "VLM":
+        """``fp32``, ``bf16``, or ``auto`` (bf16 where the device runs it natively, else fp32)."""
+        if precision not in ("auto", "fp32", "bf16"):
+            raise UserError(f"model.precision: unknown value '{precision}' (choose one of auto, fp32, bf16)")
+        if precision == "auto":
+            precision = "bf16" if bf16_native(self.device) else "fp32"
+        self.inference_precision = precision
+        return self
+
+    def inference_autocast(self):
+        """The autocast context generation runs in (a no-op for fp32)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.inference_precision == "bf16")
 
     @abc.abstractmethod
     def loss(self, items: Sequence[Item], weights: Sequence[float] | None = None) -> torch.Tensor:

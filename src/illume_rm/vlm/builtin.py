@@ -175,7 +175,8 @@ class BuiltinVLM(VLM):
         batch = self._inputs(items, "left", with_targets=False)
         kwargs = generation_kwargs(max_new_tokens, do_sample, temperature, top_k, num_return_sequences,
                                    self.processor.pad_token_id, self.processor.eos_token_id)
-        out = self.model.generate(**batch, **kwargs)
+        with self.inference_autocast():
+            out = self.model.generate(**batch, **kwargs)
         texts = self.processor.decode(out.sequences)
         logprobs = sequence_logprobs(out.sequences, out.logits, self.processor.eos_token_id)
         if was_training:

@@ -89,7 +89,8 @@ class HFVLM(VLM):
         batch = self._encode(items, False, "left")
         kwargs = generation_kwargs(max_new_tokens, do_sample, temperature, top_k, num_return_sequences,
                                    self.tokenizer.pad_token_id, self.tokenizer.eos_token_id)
-        out = self.model.generate(**batch, **kwargs)
+        with self.inference_autocast():
+            out = self.model.generate(**batch, **kwargs)
         new = out.sequences[:, batch["input_ids"].shape[1]:]
         texts = [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
         logprobs = sequence_logprobs(new, out.logits, self.tokenizer.eos_token_id)

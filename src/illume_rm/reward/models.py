@@ -17,6 +17,9 @@
 
 A saved model is a folder with ``reward.json`` (kind, threshold, held-out metrics) that
 ``load_reward`` opens in one call.
+
+Training is ``training.py``, agreement and the threshold ``evaluation.py``, opening a saved model
+``scorer.py``.
 """
 from __future__ import annotations
 
@@ -34,7 +37,6 @@ from tqdm.auto import tqdm
 
 from ..errors import MissingDependency, UserError
 from ..records import Candidate, Example, write_json
-from .metrics import agreement, threshold_for_precision
 
 KINDS = ("cross-encoder", "image-aware", "pairwise", "scene-text", "vlm-likelihood")
 
@@ -220,9 +222,27 @@ class FusionHead(nn.Module):
 class ImageAwareReward:
     kind = "image-aware"
 
-    def __init__(self, encoder, tokenizer, head: FusionHead, threshold: float = 0.5, max_length: int = 96):
+    def __init__(self, encoder, tokenizer, head: FusionHead, threshold: float = 0.5, max_length: int = 96,
+                 image: dict | None = None):
         self.encoder, self.tokenizer, self.head = encoder, tokenizer, head
         self.threshold, self.max_length = threshold, max_length
+        # the image encoder it was trained on (the built-in VLM's, at this size and grid): it owns it
+        self.image = image
+        self._image_vlm = None
+
+    def image_vlm(self, vlm=None):
+        """The VLM whose frozen encoder gives the image tokens: the one given, else the built-in one at the
+        size and grid this model was trained with (loaded once)."""
+        if vlm is not None:
+            return vlm
+        if self._image_vlm is None:
+            from ..vlm import load_vlm
+
+            if not self.image:
+                raise UserError("this image-aware reward model does not record its image encoder; pass the VLM")
+            self._image_vlm = load_vlm("builtin", image_size=self.image["image_size"],
+                                       image_grid=self.image["image_grid"])
+        return self._image_vlm
 
     @classmethod
     def new(cls, cfg: RewardConfig) -> "ImageAwareReward":
@@ -245,6 +265,7 @@ class ImageAwareReward:
     def fit(self, rows, cfg: RewardConfig, vlm=None) -> None:
         if vlm is None:
             raise UserError("the image-aware reward model needs the VLM's image features")
+        self.image = {"image_size": int(vlm.processor.image_size), "image_grid": int(vlm.model.config.image_grid)}
         rng = random.Random(cfg.seed)
         torch.manual_seed(cfg.seed)
         positives = sum(y for _, _, y in rows)
@@ -273,6 +294,7 @@ class ImageAwareReward:
 
     @torch.no_grad()
     def predict(self, examples, candidates, vlm=None, batch_size: int = 64) -> list[float]:
+        vlm = self.image_vlm(vlm)
         out: list[float] = []
         for start in range(0, len(candidates), batch_size):
             chunk = candidates[start:start + batch_size]
@@ -287,6 +309,7 @@ class ImageAwareReward:
         self.encoder.save_pretrained(path / "encoder")
         self.tokenizer.save_pretrained(path / "encoder")
         save_file(self.head.state_dict(), str(path / "fusion_head.safetensors"))
+        write_json(path / "image_encoder.json", self.image or {})
 
     @classmethod
     def load(cls, path: Path, threshold: float) -> "ImageAwareReward":
@@ -296,7 +319,11 @@ class ImageAwareReward:
         encoder = AutoModel.from_pretrained(path / "encoder")
         head = FusionHead(encoder.config.hidden_size)
         head.load_state_dict(load_file(str(path / "fusion_head.safetensors")))
-        return cls(encoder.eval(), AutoTokenizer.from_pretrained(path / "encoder"), head.eval(), threshold)
+        info = path / "image_encoder.json"
+        image = json.loads(info.read_text()) if info.is_file() else None
+        # a model saved before image_encoder.json was trained on the built-in encoder's defaults
+        image = image or {"image_size": 192, "image_grid": 3}
+        return cls(encoder.eval(), AutoTokenizer.from_pretrained(path / "encoder"), head.eval(), threshold, image=image)
 
 
 class PairwiseReward:
@@ -374,80 +401,3 @@ CLASSES = {"cross-encoder": CrossEncoderReward, "image-aware": ImageAwareReward,
            "scene-text": SceneTextReward, "vlm-likelihood": LikelihoodReward}
 # what of the VLM each kind reads: the frozen encoder's features, or the warm-up model itself
 NEEDS_VLM = {"image-aware": "features", "scene-text": "warm-up", "vlm-likelihood": "warm-up"}
-
-
-# -- training, saving, loading -------------------------------------------------------------
-def labelled_rows(examples: Mapping[str, Example], candidates: Sequence[Candidate], judgements) -> list:
-    by_id = {c.id: c for c in candidates}
-    rows = []
-    for j in judgements:
-        c = by_id.get(j.candidate_id)
-        if c is None:
-            raise UserError(f"judgement for unknown candidate {j.candidate_id}")
-        if c.example_id not in examples:
-            raise UserError(f"candidate {c.id} refers to unknown example {c.example_id}")
-        rows.append((examples[c.example_id], c, bool(j.accepted)))
-    return rows
-
-
-def split_heldout(rows: list, fraction: float, seed: int) -> tuple[list, list]:
-    """Held-out rows by example (no example's candidates on both sides)."""
-    ids = sorted({ex.id for ex, _, _ in rows})
-    random.Random(seed).shuffle(ids)
-    held = set(ids[: max(1, round(len(ids) * fraction))]) if fraction > 0 else set()
-    return [r for r in rows if r[0].id not in held], [r for r in rows if r[0].id in held]
-
-
-def train_reward(rows: list, cfg: RewardConfig, out: str | Path, vlm=None, log=print) -> dict:
-    if cfg.kind not in CLASSES:
-        raise UserError(f"unknown reward model kind '{cfg.kind}' (choose {', '.join(KINDS)})")
-    if not rows:
-        raise UserError("no judgements to train the reward model on")
-    train, held = split_heldout(rows, cfg.heldout_fraction, cfg.seed)
-    if not any(y for _, _, y in train) or all(y for _, _, y in train):
-        raise UserError("the training judgements hold only one class (all accepted or all rejected)")
-    model = CLASSES[cfg.kind].new(cfg)
-    log(f"training a {cfg.kind} reward model on {len(train)} judgements "
-        f"({sum(y for _, _, y in train)} accepted); {len(held)} held out")
-    model.fit(train, cfg, vlm)
-    report = {"kind": cfg.kind, "config": asdict(cfg), "train_judgements": len(train), "threshold": 0.5}
-    if held:
-        examples = {ex.id: ex for ex, _, _ in held}
-        probs = model.predict(examples, [c for _, c, _ in held], vlm)
-        labels = [y for _, _, y in held]
-        model.threshold = threshold_for_precision(labels, probs, cfg.target_precision)
-        report["threshold"] = model.threshold
-        report["heldout"] = agreement(labels, probs, model.threshold)
-        report["heldout_at_0.5"] = agreement(labels, probs, 0.5)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save(out)
-    write_json(out / "reward.json", report)
-    return report
-
-
-class RewardScorer:
-    """A saved reward model as a scorer; ``threshold`` is the one chosen on held-out data."""
-
-    def __init__(self, path: str | Path, model, vlm=None):
-        self.path, self.model, self.vlm = Path(path), model, vlm
-        self.name = f"reward:{self.path.name}"
-        self.threshold = model.threshold
-
-    def score(self, examples, candidates) -> list[float]:
-        if NEEDS_VLM.get(self.model.kind) == "warm-up" and self.vlm is None:
-            raise UserError(f"{self.path}: a {self.model.kind} reward model reads the warm-up VLM; load it with vlm=")
-        if self.model.kind == "image-aware" and self.vlm is None:
-            from ..vlm import load_vlm
-
-            self.vlm = load_vlm("builtin")
-        return self.model.predict(examples, list(candidates), self.vlm)
-
-
-def load_reward(path: str | Path, vlm=None) -> RewardScorer:
-    path = Path(path)
-    meta = path / "reward.json"
-    if not meta.is_file():
-        raise UserError(f"reward model {path} does not exist (no reward.json there)")
-    info = json.loads(meta.read_text())
-    return RewardScorer(path, CLASSES[info["kind"]].load(path, info["threshold"]), vlm)

@@ -1,4 +1,6 @@
-"""Agreement of a reward model with held-out judgements, and the acceptance threshold."""
+"""How far a reward model agrees with judgements it did not train on (accuracy, precision, recall,
+F1, Cohen's kappa, ROC-AUC; scikit-learn's implementations), the acceptance threshold fitted for a
+target precision, and scoring the judgements a model never saw."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -27,14 +29,20 @@ def agreement(labels: Sequence[bool], probs: Sequence[float], threshold: float) 
 def threshold_for_precision(labels: Sequence[bool], probs: Sequence[float], target: float) -> float:
     """The lowest threshold whose precision on these judgements reaches ``target`` (most recall at
     that precision); 0.5 when none does or there are no positives."""
+    from sklearn.metrics import precision_recall_curve
+
     y = np.asarray(labels, dtype=int)
     p = np.asarray(probs, dtype=float)
     if y.sum() == 0:
         return 0.5
-    best = None
-    for t in sorted(set(p.tolist()), reverse=True):
-        pred = p >= t
-        prec = (y[pred] == 1).mean() if pred.any() else 0.0
-        if prec >= target:
-            best = t
-    return float(best) if best is not None else 0.5
+    precision, _, thresholds = precision_recall_curve(y, p)
+    ok = np.nonzero(precision[:-1] >= target)[0]  # the last point (precision 1, recall 0) has no threshold
+    return float(thresholds[ok].min()) if len(ok) else 0.5
+
+
+def score_unseen(scorer, examples, rows: list) -> dict:
+    """A saved reward model's agreement with judgements it never saw (``rows`` of (example, candidate,
+    accepted)), at its own threshold and at 0.5."""
+    probs = scorer.score(examples, [c for _, c, _ in rows])
+    labels = [y for _, _, y in rows]
+    return {"rest": agreement(labels, probs, scorer.threshold), "rest_at_0.5": agreement(labels, probs, 0.5)}

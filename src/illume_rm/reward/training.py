@@ -1,0 +1,66 @@
+"""Training a reward model on judgements: rows from judgements, a held-out split by example, the fit,
+the threshold fitted on the held-out judgements, and the saved folder (``reward.json`` beside the
+weights)."""
+from __future__ import annotations
+
+import random
+from dataclasses import asdict
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import torch
+
+from ..errors import UserError
+from ..records import Candidate, Example, write_json
+from .evaluation import agreement, threshold_for_precision
+from .models import CLASSES, KINDS, RewardConfig
+
+
+def labelled_rows(examples: Mapping[str, Example], candidates: Sequence[Candidate], judgements) -> list:
+    by_id = {c.id: c for c in candidates}
+    rows = []
+    for j in judgements:
+        c = by_id.get(j.candidate_id)
+        if c is None:
+            raise UserError(f"judgement for unknown candidate {j.candidate_id}")
+        if c.example_id not in examples:
+            raise UserError(f"candidate {c.id} refers to unknown example {c.example_id}")
+        rows.append((examples[c.example_id], c, bool(j.accepted)))
+    return rows
+
+
+def split_heldout(rows: list, fraction: float, seed: int) -> tuple[list, list]:
+    """Held-out rows by example (no example's candidates on both sides)."""
+    ids = sorted({ex.id for ex, _, _ in rows})
+    random.Random(seed).shuffle(ids)
+    held = set(ids[: max(1, round(len(ids) * fraction))]) if fraction > 0 else set()
+    return [r for r in rows if r[0].id not in held], [r for r in rows if r[0].id in held]
+
+
+def train_reward(rows: list, cfg: RewardConfig, out: str | Path, vlm=None, log=print) -> dict:
+    if cfg.kind not in CLASSES:
+        raise UserError(f"unknown reward model kind '{cfg.kind}' (choose {', '.join(KINDS)})")
+    if not rows:
+        raise UserError("no judgements to train the reward model on")
+    train, held = split_heldout(rows, cfg.heldout_fraction, cfg.seed)
+    if not any(y for _, _, y in train) or all(y for _, _, y in train):
+        raise UserError("the training judgements hold only one class (all accepted or all rejected)")
+    torch.manual_seed(cfg.seed)  # the new head's start is part of the recipe: the same judgements, the same model
+    model = CLASSES[cfg.kind].new(cfg)
+    log(f"training a {cfg.kind} reward model on {len(train)} judgements "
+        f"({sum(y for _, _, y in train)} accepted); {len(held)} held out")
+    model.fit(train, cfg, vlm)
+    report = {"kind": cfg.kind, "config": asdict(cfg), "train_judgements": len(train), "threshold": 0.5}
+    if held:
+        examples = {ex.id: ex for ex, _, _ in held}
+        probs = model.predict(examples, [c for _, c, _ in held], vlm)
+        labels = [y for _, _, y in held]
+        model.threshold = threshold_for_precision(labels, probs, cfg.target_precision)
+        report["threshold"] = model.threshold
+        report["heldout"] = agreement(labels, probs, model.threshold)
+        report["heldout_at_0.5"] = agreement(labels, probs, 0.5)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out)
+    write_json(out / "reward.json", report)
+    return report
