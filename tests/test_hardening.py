@@ -22,7 +22,8 @@ def run(*args):
 
 def refused(result, *words):
     assert result.exit_code == 2, (result.exit_code, result.output)
-    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     for w in words:
         assert w in result.output, (w, result.output)
 

@@ -56,3 +56,27 @@ def test_write_is_atomic_on_failure(tmp_path):
         write_jsonl(path, [Judgement("c2", True, 1.0, "oracle", 0.0), Boom()])
     assert path.read_text() == before  # old file intact
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]  # no temp file left behind
+
+
+def test_a_resumed_run_removes_what_a_killed_one_left_half_written(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from illume_rm.records import atomic_write_text, remove_stale_temps
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    (tmp_path / "iter-000").mkdir()
+    left = [tmp_path / "iter-000" / f".candidates.jsonl.tmp-{dead}-abc", tmp_path / f".adapter.tmp-{dead}"]
+    left[0].write_text("half")
+    left[1].mkdir()
+    (left[1] / "adapter_model.safetensors").write_text("half")
+    mine = tmp_path / f".train.jsonl.tmp-{os.getpid()}-x"  # a write under way in this process: kept
+    mine.write_text("writing")
+    kept = tmp_path / "notes.tmp-1"  # not hidden: not ours to remove
+    kept.write_text("user's")
+    assert sorted(remove_stale_temps(tmp_path)) == sorted(left)
+    assert not any(p.exists() for p in left) and mine.exists() and kept.exists()
+    atomic_write_text(tmp_path / "a.txt", "whole")  # its own temporary name matches what is cleaned
+    assert (tmp_path / "a.txt").read_text() == "whole" and not list(tmp_path.glob(".a.txt.*"))

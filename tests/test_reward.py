@@ -80,6 +80,17 @@ def test_image_aware_reward_uses_the_images(tmp_path, tiny_vlm_path, shapes_smal
     probs = scorer.score({ex.id: ex for ex in exs}, [c for _, c, _ in rows])
     assert len(probs) == len(rows) and all(0.0 <= p <= 1.0 for p in probs)
     assert report["kind"] == "image-aware" and (tmp_path / "ia" / "fusion_head.safetensors").exists()
+    # the same words about another image score differently: the score reads the image
+    from dataclasses import replace
+
+    swapped = {ex.id: replace(ex, image=exs[(k + 1) % len(exs)].image) for k, ex in enumerate(exs)}
+    moved = scorer.score(swapped, [c for _, c, _ in rows])
+    assert max(abs(a - b) for a, b in zip(probs, moved)) > 1e-4
+    # it owns its image encoder: loaded without the VLM, it reads images at the size it was trained with
+    alone = load_reward(tmp_path / "ia")
+    assert alone.score({ex.id: ex for ex in exs}, [c for _, c, _ in rows[:4]]) == pytest.approx(probs[:4], abs=1e-5)
+    assert json.loads((tmp_path / "ia" / "image_encoder.json").read_text()) == {
+        "image_size": vlm.processor.image_size, "image_grid": vlm.model.config.image_grid}
 
 
 def test_train_reward_command_and_bad_input(tmp_path, shapes_small):

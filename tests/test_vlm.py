@@ -93,13 +93,11 @@ def test_sampling_returns_k_per_item(tiny_vlm_path):
     assert len(out) == 2 and all(len(o) == 3 for o in out)
 
 
-def test_any_hf_image_text_to_text_model(tmp_path, shapes_small):
-    """A tiny randomly initialised LLaVA (real architecture, built from a config) behind the same interface."""
+def tiny_llava(folder):
+    """A tiny randomly initialised LLaVA (real architecture, built from a config), saved with its processor."""
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-    from illume_rm.data import load_examples
-    from illume_rm.vlm.hf import HFVLM
     from illume_rm.vlm.weights import _tiny_tokenizer
 
     tok = _tiny_tokenizer()
@@ -112,11 +110,19 @@ def test_any_hf_image_text_to_text_model(tmp_path, shapes_small):
     cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
                       image_seq_length=16, vision_feature_layer=-1)
     torch.manual_seed(0)
-    LlavaForConditionalGeneration(cfg).save_pretrained(tmp_path / "llava")
+    LlavaForConditionalGeneration(cfg).save_pretrained(folder)
     LlavaProcessor(image_processor=CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
                    tokenizer=tok, patch_size=8, vision_feature_select_strategy="default",
-                   num_additional_image_tokens=1).save_pretrained(tmp_path / "llava")
-    vlm = load_vlm(tmp_path / "llava")
+                   num_additional_image_tokens=1).save_pretrained(folder)
+    return folder
+
+
+def test_any_hf_image_text_to_text_model(tmp_path, shapes_small):
+    """A tiny randomly initialised LLaVA behind the same interface."""
+    from illume_rm.data import load_examples
+    from illume_rm.vlm.hf import HFVLM
+
+    vlm = load_vlm(tiny_llava(tmp_path / "llava"))
     assert isinstance(vlm, HFVLM)
     exs = load_examples(shapes_small, "train")[::3][:2]  # two different images
     items = [(exs[0].image, "Q: What? A:", " yes"), (exs[1].image, "Q: What? A:", " no")]
@@ -156,3 +162,36 @@ def test_generation_precision_is_a_setting(tiny_vlm_path, shapes_small):
     assert vlm.set_precision("auto").inference_precision == ("bf16" if bf16_native(vlm.device) else "fp32")
     with pytest.raises(UserError, match="model.precision"):
         vlm.set_precision("fp16")
+
+
+def test_lora_fine_tuning_of_an_hf_vlm(tmp_path, shapes_small):
+    """ILLUME's fine-tuning step on a Hugging Face VLM: LoRA adapters only, saved and loaded back."""
+    from illume_rm.data import load_examples
+    from illume_rm.records import Candidate
+    from illume_rm.train.finetune import FinetuneConfig, finetune
+    from illume_rm.train.lora import LoraConfig, load_adapter, save_adapter
+
+    folder = tiny_llava(tmp_path / "llava")
+    train = load_examples(shapes_small, "train")[:8]
+    accepted = [Candidate(id=f"{e.id}#0", example_id=e.id, answer=e.answer, rationale=e.explanations[0]) for e in train]
+    vlm = load_vlm(folder)
+    before = {n: p.detach().clone() for n, p in vlm.model.named_parameters()}
+    cfg = FinetuneConfig(steps=12, batch_size=4, lr=1e-2, answer_ratio=1.0, lora=LoraConfig(r=4, alpha=8))
+    losses = finetune(vlm, train, accepted, cfg, log=lambda s: None)
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3  # it learns
+    trained = {n: p for n, p in vlm.model.named_parameters() if p.requires_grad}
+    assert trained and all("lora_" in n for n in trained)  # only the adapters train
+    base = {n.replace("base_model.model.", "").replace(".base_layer", ""): p for n, p in vlm.model.named_parameters()
+            if "lora_" not in n}
+    same = [n for n in before if n in base]
+    assert len(same) == len(before) and all(torch.equal(base[n], before[n]) for n in same)  # base weights untouched
+    items = [(e.image, "Q: What? A:", " " + e.answer) for e in train[:2]]
+    with torch.no_grad():
+        tuned = float(vlm.loss(items))
+    save_adapter(vlm, tmp_path / "adapter")
+    again = load_vlm(folder)
+    with torch.no_grad():
+        plain = float(again.loss(items))
+    load_adapter(again, tmp_path / "adapter")
+    with torch.no_grad():
+        assert float(again.loss(items)) == pytest.approx(tuned, rel=1e-5) and plain != pytest.approx(tuned, rel=1e-3)

@@ -1,7 +1,6 @@
 """The `illume-rm` command."""
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -107,64 +106,21 @@ def data_export(name, out, split, data_path, images, overrides):
 
 # -- warm-up ----------------------------------------------------------------------------
 def base_vlm(recipe, path=None):
-    """The recipe's base VLM (the built-in one before warm-up, or a local HF folder), or the VLM at path."""
-    from .vlm import load_vlm
+    from .checkpoints import base_vlm as open_base
 
-    vlm = load_vlm(path or recipe.model.base, device=recipe.model.device, image_size=recipe.model.image_size,
-                   image_grid=recipe.model.image_grid, precision=recipe.model.precision)
-    if (path is None and recipe.model.image_tokens == "words" and hasattr(vlm, "use_word_tokens")
-            and vlm.model.config.token_kind != "words"):
-        from .data import visual_words
+    return open_base(recipe, path, log=lambda m: click.echo(m, err=True))
 
-        words = recipe.model.visual_words or visual_words(recipe.data)
-        if words:
-            import torch
 
-            torch.manual_seed(recipe.seed)  # the fresh projector's start is part of the recipe
-            vlm.use_word_tokens(words)
-        else:
-            click.echo(f"note: data '{recipe.data.name}' has no words for image tokens, so they stay projected "
-                       "(continuous); set model.visual_words (each slot's words, e.g. [[small, large], "
-                       "[red, blue], [circle, square]]) to write images as words", err=True)
-    return vlm
+def warmup_checkpoint(recipe) -> Path:
+    from .checkpoints import warmup_checkpoint as cached
+
+    return cached(recipe, log=click.echo)
 
 
 def reward_vlm(recipe, kind: str):
-    """The VLM a reward model of this kind reads: image-aware, the frozen vision encoder's features;
-    scene-text and vlm-likelihood, the warm-up model; the others none."""
-    from .reward import NEEDS_VLM
+    from .checkpoints import reward_vlm as vlm_for
 
-    if NEEDS_VLM.get(kind) == "features":
-        return base_vlm(recipe)
-    if NEEDS_VLM.get(kind) == "warm-up":
-        return base_vlm(recipe, str(warmup_checkpoint(recipe)))
-    return None
-
-
-def warmup_checkpoint(recipe, log=click.echo) -> Path:
-    """The cached warm-up checkpoint for this recipe, trained when missing."""
-    from .data import generator_version, load_examples
-    from .paths import cache_dir
-    from .train.warmup import run_warmup
-
-    from .train.warmup import TRAINER_VERSION
-
-    key = recipe.hash("seed", "data", "model", "warmup")
-    if generator_version(recipe.data):  # data a generator writes: its version too (version 0 keeps old keys)
-        key = hashlib.sha1(f"{key}/{generator_version(recipe.data)}".encode()).hexdigest()[:12]
-    if TRAINER_VERSION > 1:  # the training code's version: a change in how it trains is a new checkpoint
-        key = hashlib.sha1(f"{key}/trainer{TRAINER_VERSION}".encode()).hexdigest()[:12]
-    out = cache_dir() / "warmup" / key
-    if (out / "warmup.json").exists():
-        log(f"warm-up checkpoint found (cached for this recipe): {out}")
-        return out
-    train, val = load_examples(recipe.data, "train"), load_examples(recipe.data, "val")
-    vlm = base_vlm(recipe)
-    images = [e.image for e in train + val if e.image]
-    if images and hasattr(vlm, "features"):  # computed once, before training (text-only data has none)
-        vlm.features.get(images, progress=True)
-    run_warmup(vlm, train, val, recipe.warmup, out, seed=recipe.seed, log=log)
-    return out
+    return vlm_for(recipe, kind)
 
 
 @cli.command()
@@ -191,7 +147,9 @@ def warmup(recipe, out, upper_bound, data_path, images, overrides):
     ckpt = warmup_checkpoint(r)
     report = json.loads((ckpt / "warmup.json").read_text())
     if "swapped" not in report or (upper_bound and "text" not in report):
-        report = _add_controls(r, ckpt, report, upper_bound)
+        from .checkpoints import add_controls
+
+        report = add_controls(r, ckpt, report, upper_bound, log=click.echo)
     click.echo(f"\nval answer accuracy ({report['val_questions']} questions; "
                f"warm-up trained for {report['train_seconds'] / 60:.1f} min)")
     click.echo(format_controls(report))
@@ -199,30 +157,6 @@ def warmup(recipe, out, upper_bound, data_path, images, overrides):
         shutil.copytree(ckpt, out, dirs_exist_ok=True)
         click.echo(f"checkpoint copied to {out}")
     click.echo(f"checkpoint: {ckpt}")
-
-
-def _add_controls(recipe, ckpt: Path, report: dict, upper_bound: bool) -> dict:
-    """Measure the controls a cached warm-up lacks (made before they existed, or without --upper-bound)
-    and store them in its warmup.json."""
-    from .data import load_examples
-    from .evaluate.controls import can_write_as_text
-    from .records import write_json
-    from .train.warmup import controls, text_upper_bound
-
-    train, val = load_examples(recipe.data, "train"), load_examples(recipe.data, "val")
-    if recipe.warmup.eval_examples is not None:
-        val = val[: recipe.warmup.eval_examples]
-    if "swapped" not in report:
-        click.echo("measuring the controls this cached warm-up lacks (swapped images, grounding questions)")
-        report.update(controls(base_vlm(recipe, str(ckpt)), val))
-    if upper_bound and "text" not in report:
-        if not can_write_as_text(train + val):
-            raise UserError(f"--upper-bound: data '{recipe.data.name}' has no scene graphs to write as text")
-        click.echo("training the text upper bound (the scene as text instead of the image)")
-        report["text"] = text_upper_bound(base_vlm(recipe), train, val, recipe.warmup, seed=recipe.seed,
-                                          log=click.echo)
-    write_json(ckpt / "warmup.json", report)
-    return report
 
 
 # -- the ILLUME stages -------------------------------------------------------------------
@@ -461,7 +395,9 @@ def annotate(run_dir, host, port, token, reward_dir, hide_suggestions, cands_pat
         click.echo(f"batch {Path(cands_path).stem}: {n} questions")
     store = Store.of_run(run, must_exist=True)
     if reward_dir and not hide_suggestions:
-        _suggest(store, run, Path(reward_dir))
+        from .checkpoints import suggest
+
+        suggest(store, run, Path(reward_dir), log=click.echo)
     if status or export_dir:
         _annotation_status(store)
         if export_dir:
@@ -492,26 +428,6 @@ def _export_annotations(store, out: Path) -> None:
     write_jsonl(out / "judgements.jsonl", judgements)
     click.echo(f"wrote {len(judgements)} judgements of {len(cands)} candidates to {out}/judgements.jsonl and "
                f"{out}/candidates.jsonl (for `illume-rm train-reward --candidates ... --judgements ...`)")
-
-
-def _suggest(store, run: Path, reward_dir: Path) -> None:
-    """Score the open questions' rationales with the reward model (shown pre-ticked above its threshold)."""
-    from .reward import load_reward
-
-    todo = store.unscored()
-    if not todo:
-        return
-    if not (reward_dir / "reward.json").exists():
-        raise UserError(f"reward model {reward_dir} does not exist (no reward.json there)")
-    from .config import load_recipe
-
-    kind = json.loads((reward_dir / "reward.json").read_text()).get("kind")
-    vlm = reward_vlm(load_recipe(str(run / "recipe.yaml")) if (run / "recipe.yaml").exists() else load_recipe(None), kind)
-    scorer = load_reward(reward_dir, vlm=vlm)
-    by_id = {ex.id: ex for _, ex, _ in todo}
-    probs = scorer.score(by_id, [c for _, _, c in todo])
-    store.set_suggestions({(task, c.id): float(p) for (task, _, c), p in zip(todo, probs)}, scorer.threshold)
-    click.echo(f"reward model {reward_dir}: suggestions for {len(todo)} rationales (ticked at >= {scorer.threshold:.3f})")
 
 
 @cli.command("train-reward")

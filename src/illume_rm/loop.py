@@ -34,7 +34,7 @@ from .config import Recipe, load_recipe, recipe_yaml
 from .data import load_examples
 from .errors import Pending, UserError
 from .evaluate.runner import evaluate_candidates
-from .records import Candidate, Judgement, atomic_write_text, read_jsonl, write_json, write_jsonl
+from .records import Candidate, Judgement, atomic_write_text, read_jsonl, remove_stale_temps, write_json, write_jsonl
 from .sampling import explain, pick_examples, sample_candidates
 from .selectors import JudgeContext, make_judge
 
@@ -77,6 +77,9 @@ class Run:
     # -- the run ------------------------------------------------------------------------
     def prepare(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
+        stale = remove_stale_temps(self.dir)  # what a killed run left half-written
+        if stale:
+            self.log(f"removed {len(stale)} half-written file(s) a stopped run left in {self.dir}")
         existing = self.dir / "recipe.yaml"
         # compared as resolved recipes, so a field added since (with its default) is no difference
         if existing.exists() and load_recipe(str(existing)).to_dict() != self.recipe.to_dict():

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -147,7 +149,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     if path.is_dir():
         raise UserError(f"cannot write {path}: it is a folder")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-{os.getpid()}-")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -158,6 +160,37 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+_TEMP = re.compile(r"^\..+\.tmp-(\d+)(?:-.*)?$")
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Remove what a killed process left half-written under ``folder``: the hidden temporary files and
+    folders of atomic writes (``.NAME.tmp-PID...``) whose process is gone. Returns what was removed."""
+    removed = []
+    for p in sorted(Path(folder).rglob(".*.tmp-*"), key=lambda p: -len(p.parts)):
+        m = _TEMP.match(p.name)
+        if not m or _alive(int(m.group(1))):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> int:

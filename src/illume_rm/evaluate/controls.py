@@ -47,9 +47,12 @@ def grounding_items(examples: Sequence[Example], limit: int = GROUNDING_IMAGES) 
 def grounding_accuracy(vlm: VLM, examples: Sequence[Example], limit: int = GROUNDING_IMAGES,
                        batch_size: int = 32) -> dict[str, float]:
     """Exact-answer accuracy of each kind of grounding question (empty when the data has none)."""
+    from tqdm.auto import tqdm
+
     items = grounding_items(examples, limit)
     hits: dict[str, list[int]] = {}
-    for start in range(0, len(items), batch_size):
+    for start in tqdm(range(0, len(items), batch_size), desc="grounding questions", unit="batch",
+                      disable=len(items) <= batch_size, leave=False):
         chunk = items[start:start + batch_size]
         gens = vlm.generate([(img, ANSWER_TEMPLATE.format(question=q), None) for img, q, _, _ in chunk],
                             max_new_tokens=8)

@@ -9,8 +9,8 @@
 - ``answer-only``: the same number of steps on answer-only examples (a control
   that tells gains from mere extra training).
 
-The steps are the warm-up's (``steps.train_steps``): per-item weights, cached image features,
-transformers' constant schedule after ``warmup_steps``.
+The steps are the warm-up's (``steps.train_steps``): per-item weights, cached image features, a
+constant learning rate after a linear ramp over ``warmup_steps``.
 """
 from __future__ import annotations
 

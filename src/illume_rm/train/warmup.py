@@ -29,9 +29,9 @@ from .lora import LoraConfig, add_lora, count_trainable, merge_lora
 from .steps import autocast, train_steps
 
 CAPTION_PROMPT = "Describe the image:"
-# the version of how the warm-up trains, part of its cache key: 2 = the shared loop (steps.py) with
-# transformers' schedules (1: a schedule of its own)
-TRAINER_VERSION = 2
+# the version of how the warm-up trains, part of its cache key (a change in how it trains is a new
+# checkpoint); 1: the loop and schedule of train/steps.py (the same steps as before they were shared)
+TRAINER_VERSION = 1
 
 
 @dataclass
@@ -54,7 +54,7 @@ class WarmupConfig:
     # how often each question family is drawn for answer-only steps, relative to its share of the
     # training questions (e.g. {compare: 3, spatial: 3}: three times as often; unnamed families 1)
     family_weights: dict[str, float] | None = field(default=None, metadata={"hash_default": False})
-    # learning rate after the warm-up steps (transformers' schedules): "cosine" decays to 5%, "constant" holds it
+    # learning rate after the warm-up steps (train/steps.py): "cosine" decays to 5%, "constant" holds it
     schedule: Literal["cosine", "constant"] = field(default="cosine", metadata={"hash_default": False})
     # word-anchored image tokens (model.image_tokens: words) on data with a scene graph: the projector
     # first learns each cell's words alone for `align_steps` (train/align.py), then every warm-up step

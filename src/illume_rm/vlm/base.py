@@ -84,9 +84,12 @@ class VLM(abc.ABC):
         self.processor.save_pretrained(path)
 
     def answer(self, examples: Sequence[Example], batch_size: int = 32, template: str = ANSWER_TEMPLATE) -> list[str]:
-        """Greedy short answers."""
+        """Greedy short answers (a progress bar when there is more than one batch)."""
+        from tqdm.auto import tqdm
+
         out: list[str] = []
-        for start in range(0, len(examples), batch_size):
+        for start in tqdm(range(0, len(examples), batch_size), desc="answering", unit="batch",
+                          disable=len(examples) <= batch_size, leave=False):
             chunk = examples[start:start + batch_size]
             gens = self.generate([(ex.image, answer_prompt(ex, template), None) for ex in chunk], max_new_tokens=6)
             out.extend(parse_answer(g[0]) for g in gens)
