@@ -517,6 +517,38 @@ def compare(runs, recipe_path, out, data_path, images, overrides):
         click.echo(f"wrote {Path(out) / 'compare.md'} and {Path(out) / 'compare.png'}")
 
 
+@cli.command()
+@click.argument("recipe")
+@click.option("--only", multiple=True, help="Run only the cells whose names match this pattern (fnmatch; "
+              "repeatable), e.g. --only 'oracle-*' --only '*-s0'. The report covers every complete cell.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder of the cells, sweep.md and sweep.png (default: runs/<recipe name>).")
+@click.option("--report-only", is_flag=True, help="Write the report from the complete cells; run nothing.")
+@click.option("--list", "list_cells", is_flag=True, help="List the cells (and whether each is complete); run nothing.")
+@recipe_options
+def sweep(recipe, only, out, report_only, list_cells, data_path, images, overrides):
+    """Human against reward feedback over a grid of seeds, budgets and judges (the recipe's `sweep:`
+    section): each cell a run folder; means with 95% intervals over seeds, paired bootstrap
+    differences, and the budget curves (sweep.md, sweep.png)."""
+    from . import sweep as sw
+
+    extra = _overrides(overrides, data_path, images)
+    r = _recipe(recipe, overrides, data_path, images)
+    if r.sweep.empty():
+        raise UserError(f"{recipe} has no sweep to run (add a 'sweep:' section)")
+    r.sweep.check()
+    folder = Path(out) if out else Path("runs") / r.name
+    if list_cells:
+        for c in sw.pick(sw.cells(r.sweep), only):
+            done = "complete" if (folder / c.name / "loop.json").exists() else "to run"
+            click.echo(f"{c.name}\t{done}")
+        return
+    if not report_only:
+        sw.run_sweep(recipe, extra, folder, only, log=click.echo)
+    click.echo(sw.report(recipe, extra, folder, log=click.echo))
+    click.echo(f"wrote {folder / 'sweep.md'} and {folder / 'sweep.png'}")
+
+
 main = cli
 
 if __name__ == "__main__":  # pragma: no cover

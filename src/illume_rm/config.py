@@ -19,6 +19,7 @@ from .errors import UserError
 from .reward import RewardConfig
 from .sampling import SamplingConfig
 from .selectors import Rule
+from .sweep import SweepConfig
 from .train.finetune import FinetuneConfig
 from .train.warmup import WarmupConfig
 
@@ -87,6 +88,8 @@ class Recipe:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     # for `illume-rm compare --recipe`: named variants, each a list of KEY=VALUE overrides of this recipe
     variants: dict[str, list[str]] = field(default_factory=dict)
+    # for `illume-rm sweep`: the grid (sweep.py)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
 
     def check(self) -> "Recipe":
         """Every name that selects code, checked before any work, with the valid values in the message
@@ -119,6 +122,8 @@ class Recipe:
             _check_judge("selector.seed_selector", self.selector.seed_selector, people=True)
         for i, name in enumerate(self.selector.require):
             _check_judge(f"selector.require[{i}]", name, people=False)
+        if not self.sweep.empty():
+            self.sweep.check()
         return self
 
     def use_coco(self) -> bool | None:

@@ -16,3 +16,6 @@ def short(examples, candidates):
 def alternate(examples, candidates):
     """Accepts every other candidate: a stand-in person with both verdicts, for tests."""
     return [float(i % 2 == 0) for i in range(len(candidates))]
+
+
+alternate.people = True  # its verdicts stand for a person's: they count in the human budget

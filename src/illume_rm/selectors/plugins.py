@@ -13,8 +13,14 @@ GROUP = "illume_rm.scorers"
 
 
 class _FunctionScorer:
+    """A function as a scorer; ``fn.people = True`` says its verdicts stand for a person's (counted in the
+    human budget), as the critic's and the oracle's do."""
+
+    kind = "plugin"
+
     def __init__(self, fn, name: str):
         self.fn, self.name = fn, name
+        self.people = bool(getattr(fn, "people", False))
 
     def score(self, examples, candidates):
         return self.fn(examples, candidates)

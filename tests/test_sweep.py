@@ -1,0 +1,142 @@
+"""`illume-rm sweep`: a grid of run folders, intervals over seeds, paired differences, curves."""
+import json
+import random
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from illume_rm.cli import cli
+from illume_rm.evaluate.stats import mean_ci, paired_bootstrap, t975, verdict
+
+PLUGINS = Path(__file__).parent / "plugins"
+
+SWEEP = """
+name: tiny-sweep
+seed: 0
+data:
+  name: shapes
+  shapes: {{train: 12, val: 4, test: 2, image_size: 64}}
+model: {{base: "{base}", image_size: 64}}
+warmup: {{steps: 2, batch_size: 4}}
+sampling: {{samples_per_temperature: 2, max_new_tokens: 8, batch_size: 4, train_examples: 6, eval_examples: 6}}
+selector:
+  rule: {{kind: threshold, threshold: 0.5}}
+  reward: {{epochs: 1, batch_size: 8, heldout_fraction: 0.3}}
+finetune: {{steps: 2, batch_size: 4}}
+loop: {{max_iterations: 1, patience: 5}}
+evaluation: {{scorer: python}}
+sweep:
+  seeds: [0, 1]
+  judges: ["length_scorer:alternate"]
+  gold: "length_scorer:alternate"
+  budgets: [0.5]
+  reward_kinds: [cross-encoder]
+  references: [answer-only]
+"""
+
+
+def test_t_quantiles_and_intervals_match_scipy():
+    from scipy import stats
+
+    textbook = {1: 12.706, 2: 4.303, 4: 2.776, 9: 2.262, 29: 2.045, 120: 1.980}  # printed t tables, 97.5%
+    for df, value in textbook.items():
+        assert t975(df) == pytest.approx(value, abs=1e-3)
+    values = [61.0, 64.5, 59.0, 66.0]
+    m, h = mean_ci(values)
+    lo, hi = stats.t.interval(0.95, len(values) - 1, loc=m, scale=stats.sem(values))
+    assert m == pytest.approx(sum(values) / 4) and (m - h, m + h) == pytest.approx((lo, hi), abs=1e-3)
+    assert mean_ci([5.0])[0] == 5.0 and mean_ci([5.0])[1] != mean_ci([5.0])[1]  # one seed: no interval
+
+
+def test_paired_bootstrap_finds_a_real_difference_and_not_a_spurious_one():
+    rng = random.Random(1)
+    a = [float(rng.random() < 0.5) for _ in range(400)]
+    same = paired_bootstrap(a, a)
+    assert same["diff"] == 0 and same["low"] == same["high"] == 0 and verdict(same) == "no clear difference"
+    better = [1.0 if x == 0 and rng.random() < 0.4 else x for x in a]  # about +20 points, paired
+    res = paired_bootstrap(better, a)
+    true = sum(better) / 400 - sum(a) / 400
+    # the normal approximation to the paired difference's interval, computed independently
+    d = [x - y for x, y in zip(better, a)]
+    sd = (sum((v - true) ** 2 for v in d) / (len(d) - 1)) ** 0.5
+    assert res["diff"] == pytest.approx(true)
+    assert res["low"] == pytest.approx(true - 1.96 * sd / 20, abs=0.01) and res["high"] == pytest.approx(
+        true + 1.96 * sd / 20, abs=0.01)
+    assert verdict(res) == "gain" and res["p"] < 0.01
+    noise = [float(rng.random() < 0.5) for _ in range(400)]
+    assert verdict(paired_bootstrap(noise, a)) in ("no clear difference", "gain", "loss")
+    with pytest.raises(ValueError):
+        paired_bootstrap([1.0], [1.0, 0.0])
+
+
+@pytest.fixture
+def sweep_recipe(tmp_path, tiny_vlm_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(PLUGINS))
+    path = tmp_path / "sweep.yaml"
+    path.write_text(SWEEP.format(base=tiny_vlm_path))
+    return path
+
+
+def test_a_sweep_runs_its_cells_shares_the_base_and_reports_intervals(sweep_recipe, tmp_path):
+    out = tmp_path / "sweep"
+    r = CliRunner().invoke(cli, ["sweep", str(sweep_recipe), "--out", str(out), "--list"])
+    assert r.exit_code == 0, r.output
+    names = [line.split("\t")[0] for line in r.output.strip().splitlines()]
+    assert names == ["length_scorer_alternate-s0", "reward-cross-encoder-b0.5-s0", "answer-only-s0",
+                     "length_scorer_alternate-s1", "reward-cross-encoder-b0.5-s1", "answer-only-s1"]
+    r = CliRunner().invoke(cli, ["sweep", str(sweep_recipe), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    for name in names:
+        assert (out / name / "loop.json").exists(), name
+    # one base evaluation, shared by every cell (the same warm-up; cells vary the loop's seed)
+    bases = {(out / n / "base" / "metrics.json").read_text() for n in names}
+    assert len(bases) == 1
+    # the reward loop's seed is half of what the gold loop of its seed spent
+    for s in (0, 1):
+        gold = json.loads((out / f"length_scorer_alternate-s{s}" / "iter-000" / "selection.json").read_text())
+        reward = json.loads((out / f"reward-cross-encoder-b0.5-s{s}" / "iter-000" / "selection.json").read_text())
+        assert gold["human_judgements"] == gold["sampled"]
+        assert reward["human_judgements"] == max(2, round(0.5 * gold["human_judgements"]))
+    # the seeds differ where the loop's randomness enters (which questions are sampled)
+    first = {json.loads(l)["example_id"] for l in (out / names[0] / "iter-000" / "candidates.jsonl").open()}
+    second = {json.loads(l)["example_id"] for l in (out / names[3] / "iter-000" / "candidates.jsonl").open()}
+    assert first != second
+    report = (out / "sweep.md").read_text()
+    assert "| reward-cross-encoder-b0.5 | 2 |" in report and "±" in report
+    assert "| reward-cross-encoder-b0.5 - length_scorer_alternate | grounded |" in report
+    assert "| length_scorer_alternate - answer-only | accuracy |" in report
+    assert "ROC-AUC" in report and (out / "sweep.png").exists()
+    # a rerun runs nothing again; --list says every cell is complete
+    done = out / names[1] / "iter-000" / "metrics.json"
+    mtime = done.stat().st_mtime_ns
+    r = CliRunner().invoke(cli, ["sweep", str(sweep_recipe), "--out", str(out), "--only", "reward-*"])
+    assert r.exit_code == 0 and done.stat().st_mtime_ns == mtime
+    r = CliRunner().invoke(cli, ["sweep", str(sweep_recipe), "--out", str(out), "--list"])
+    assert r.output.count("complete") == 6
+
+
+@pytest.mark.parametrize("setting, words", [
+    ("sweep.reward_kinds=[cross-encodr]", ["sweep.reward_kinds", "cross-encoder"]),
+    ("sweep.budgets=[1.5]", ["sweep.budgets", "1.5"]),
+    ("sweep.gold=critic", ["sweep.gold", "must be one of sweep.judges"]),
+    ("sweep.references=[illume]", ["sweep.references", "answer-only or gt-sft"]),
+    ("sweep.judges=[human]", ["not a simulated person"]),
+    ("sweep.seeds=[1, 1]", ["appears twice"]),
+    ("sweep.colour=1", ["unknown key 'colour'"]),
+])
+def test_a_bad_sweep_is_refused_before_any_cell_runs(sweep_recipe, tmp_path, setting, words):
+    out = tmp_path / "bad"
+    r = CliRunner().invoke(cli, ["sweep", str(sweep_recipe), "--out", str(out), "--set", setting])
+    assert r.exit_code == 2, r.output
+    for w in words:
+        assert w in r.output, (w, r.output)
+    assert not out.exists()
+
+
+def test_only_a_reward_cell_needs_its_gold_loop_first(sweep_recipe, tmp_path):
+    out = tmp_path / "part"
+    r = CliRunner().invoke(cli, ["sweep", str(sweep_recipe), "--out", str(out), "--only", "reward-*-s1"])
+    assert r.exit_code == 2 and "needs the gold loop of seed 1" in r.output and "--only length_scorer_alternate-s1" in r.output
+    r = CliRunner().invoke(cli, ["sweep", str(sweep_recipe), "--out", str(out), "--only", "nothing-*"])
+    assert r.exit_code == 2 and "no cell matches" in r.output
