@@ -48,8 +48,9 @@ def test_extends_errors_name_the_file(tmp_path):
 
 def test_the_shipped_loop_recipes_share_their_warm_up():
     demo = warm_key(load_recipe(str(RECIPES / "shapes-warmup.yaml")))
-    for name in ("shapes-critic", "shapes-oracle", "shapes-compare", "shapes-gt-sft", "shapes-answer-only"):
-        assert "extends: shapes-warmup.yaml" in (RECIPES / f"{name}.yaml").read_text()
+    for name in ("shapes-critic", "shapes-oracle", "shapes-compare", "shapes-gt-sft", "shapes-answer-only",
+                 "shapes-sweep"):
+        assert "extends: shapes-" in (RECIPES / f"{name}.yaml").read_text()
         assert warm_key(load_recipe(str(RECIPES / f"{name}.yaml"))) == demo, name
     full = warm_key(load_recipe(str(RECIPES / "shapes-warmup-full.yaml")))
     assert warm_key(load_recipe(str(RECIPES / "shapes-critic-full.yaml"))) == full
@@ -57,7 +58,7 @@ def test_the_shipped_loop_recipes_share_their_warm_up():
 
 def test_the_warm_up_key_leaves_out_where_it_runs_and_what_is_measured():
     base = load_recipe(None)
-    same = ["model.device=cpu", "warmup.eval_examples=50", "warmup.eval_every=10"]
+    same = ["model.device=cpu", "warmup.eval_examples=50", "warmup.eval_every=10", "model.precision=bf16"]
     for item in same:
         assert warm_key(load_recipe(None, [item])) == warm_key(base), item
     for item in ["model.image_grid=2", "model.image_size=128", "warmup.steps=3", "seed=1", "data.shapes.train=10"]:

@@ -127,3 +127,23 @@ def test_human_judge_pending_then_verdicts(tmp_path, shapes_small):
     assert v.pending is None and v.by_kind == {"human": 4} and v.people == 4
     assert sum(j.accepted for j in v.judgements) == 2
     assert (tmp_path / "agreement-iter-000.json").exists()
+
+
+def test_select_with_a_saved_reward_model_that_reads_the_warm_up_vlm(recipe, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(PLUGINS))
+    cands, judged = tmp_path / "c.jsonl", tmp_path / "j.jsonl"
+    assert CliRunner().invoke(cli, ["sample", str(recipe), "--out", str(cands)]).exit_code == 0
+    r = CliRunner().invoke(cli, ["select", str(cands), str(recipe), "--selector", "length_scorer:alternate",
+                                 "--set", "selector.rule={kind: threshold, threshold: 0.5}", "--out", str(judged)])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, ["train-reward", str(recipe), "--candidates", str(cands), "--judgements", str(judged),
+                                 "--kind", "vlm-likelihood", "--out", str(tmp_path / "rm"),
+                                 "--set", "selector.reward.heldout_fraction=0.3"])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "r.jsonl"
+    r = CliRunner().invoke(cli, ["select", str(cands), str(recipe), "--selector", f"reward:{tmp_path / 'rm'}",
+                                 "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    verdicts = read_jsonl(out, Judgement)
+    assert len(verdicts) == len(read_jsonl(cands, Candidate)) and "by kind: reward" in r.output
+    assert len({round(j.score, 6) for j in verdicts}) > 1  # scores from the model, not a constant

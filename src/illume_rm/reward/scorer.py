@@ -18,6 +18,11 @@ class RewardScorer:
         self.name = f"reward:{self.path.name}"
         self.threshold = model.threshold
 
+    @property
+    def wants_vlm(self) -> bool:
+        """Reads the warm-up VLM and has none yet (a judge gives it its context's: ``Selector.judge``)."""
+        return NEEDS_VLM.get(self.model.kind) == "warm-up" and self.vlm is None
+
     def score(self, examples, candidates) -> list[float]:
         if NEEDS_VLM.get(self.model.kind) == "warm-up" and self.vlm is None:
             raise UserError(f"{self.path}: a {self.model.kind} reward model reads the warm-up VLM; load it with vlm=")

@@ -192,7 +192,12 @@ class Selector:
     def judge(self, examples: Mapping[str, Example], candidates: Sequence[Candidate],
               ctx: JudgeContext | None = None) -> Verdicts:
         """The judge of a scorer: its judgements, counted under the scorer's kind; a scorer whose
-        ``people`` attribute is true stands for a person (the critic and the oracle simulate one)."""
+        ``people`` attribute is true stands for a person (the critic and the oracle simulate one). A scorer
+        that reads the warm-up VLM and has none (``wants_vlm``, e.g. reward:FOLDER of a vlm-likelihood
+        model) gets the context's."""
+        for s in [self.scorer, *self.gates]:
+            if ctx is not None and getattr(s, "wants_vlm", False):
+                s.vlm = ctx.vlm()
         judgements = self.select(examples, candidates)
         people = len(judgements) if getattr(self.scorer, "people", False) else 0
         return Verdicts(judgements, {self.kind: len(judgements)} if judgements else {}, people,
