@@ -18,7 +18,7 @@ from dataclasses import replace
 
 import torch
 
-from illume_rm.cli import base_vlm
+from illume_rm.checkpoints import base_vlm
 from illume_rm.config import load_recipe
 from illume_rm.data import load_examples
 from illume_rm.train.lora import add_lora

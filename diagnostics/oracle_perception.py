@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from illume_rm.cli import base_vlm
+from illume_rm.checkpoints import base_vlm
 from illume_rm.config import load_recipe
 from illume_rm.data import load_examples
 from illume_rm.data.scene import place_phrase

@@ -6,7 +6,9 @@
       base/                       the warm-up model's own answers and rationales on val ("iteration 0")
       iter-000/
         candidates.jsonl          rationales sampled on train (gold answers in the prompt)
-        judgements.jsonl          the selector's verdicts
+        judgements.jsonl          the judge's verdicts (selectors: judge(examples, candidates, ctx))
+        counts.json               the judge's accounting: judgements by kind, how many were the human budget
+        seed_judgements.jsonl     (selector reward) the seed judge's verdicts: refresh_judgements.jsonl later
         written.jsonl             (selector human) rationales people wrote themselves, accepted
         train.jsonl               accepted rationales so far (they accumulate over iterations)
         selection.json            counts: sampled, accepted, new, threshold, judgements by selector kind
@@ -14,6 +16,7 @@
         val_candidates.jsonl      its own answers and rationales on val
         metrics.json
       annotations.sqlite          (selector human, or reward with human seeds) the annotation page's store
+      reward-model[-NNN]/         (selector reward) the reward model the judge trained (and retrained)
       agreement-BATCH.json        agreement between the people who judged a batch (Fleiss', Cohen's kappa)
       report.md  curves.png
 

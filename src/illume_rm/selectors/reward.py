@@ -126,6 +126,7 @@ class RewardLoopJudge:
         scorer = self._model(ctx, i)
         judged = {j.candidate_id for j in human.judgements}
         rest = [c for c in candidates if c.id not in judged]
-        machine = Selector(scorer, Rule("threshold", threshold=scorer.threshold), gates=self.gates).judge(examples, rest)
+        model = Selector(scorer, Rule("threshold", threshold=scorer.threshold), gates=self.gates)
+        machine = model.judge(examples, rest, ctx)
         return human + Verdicts(machine.judgements, {"reward": len(machine.judgements)} if machine.judgements else {},
                                 threshold=machine.threshold)
