@@ -98,6 +98,10 @@ def test_a_sweep_runs_its_cells_shares_the_base_and_reports_intervals(sweep_reci
         reward = json.loads((out / f"reward-cross-encoder-b0.5-s{s}" / "iter-000" / "selection.json").read_text())
         assert gold["human_judgements"] == gold["sampled"]
         assert reward["human_judgements"] == max(2, round(0.5 * gold["human_judgements"]))
+    # iteration 0's samples are shared by the cells of a seed (the same warm-up model and seed)
+    for s in (0, 1):
+        gold = (out / f"length_scorer_alternate-s{s}" / "iter-000" / "candidates.jsonl").read_text()
+        assert (out / f"reward-cross-encoder-b0.5-s{s}" / "iter-000" / "candidates.jsonl").read_text() == gold
     # the seeds differ where the loop's randomness enters (which questions are sampled)
     first = {json.loads(l)["example_id"] for l in (out / names[0] / "iter-000" / "candidates.jsonl").open()}
     second = {json.loads(l)["example_id"] for l in (out / names[3] / "iter-000" / "candidates.jsonl").open()}

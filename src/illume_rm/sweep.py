@@ -169,6 +169,7 @@ def run_sweep(recipe_path: str, overrides: list[str], out: Path, only: tuple[str
         run = Run(r, folder, warm, log=log)
         run.prepare()
         _share_base(out, folder)
+        _share_first_samples(out, folder)
         run.run()
     return todo
 
@@ -187,6 +188,35 @@ def _share_base(out: Path, folder: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(src, tmp)
         tmp.replace(folder / "base")
+        return
+
+
+def _sampling_key(folder: Path) -> str | None:
+    """What iteration 0's samples depend on: the warm-up checkpoint and the recipe's seed, data, model
+    and sampling sections."""
+    from .config import load_recipe
+
+    if not (folder / "recipe.yaml").exists() or not (folder / "warm-up.txt").exists():
+        return None
+    r = load_recipe(str(folder / "recipe.yaml")).to_dict()
+    return json.dumps([(folder / "warm-up.txt").read_text(), r["seed"], r["data"], r["model"], r["sampling"],
+                       r["finetune"]["mode"] == "illume"], sort_keys=True)
+
+
+def _share_first_samples(out: Path, folder: Path) -> None:
+    """Iteration 0 samples from the warm-up model with the loop's seed: the same candidates for every
+    cell of one seed. Copy them from a cell that has them (the judges differ; the samples do not)."""
+    target = folder / "iter-000" / "candidates.jsonl"
+    mine = _sampling_key(folder)
+    if target.exists() or mine is None:
+        return
+    for other in sorted(out.glob("*/iter-000/candidates.jsonl")):
+        cell = other.parent.parent
+        if cell == folder or _sampling_key(cell) != mine:
+            continue
+        from .records import atomic_write_text
+
+        atomic_write_text(target, other.read_text(encoding="utf-8"))
         return
 
 
