@@ -372,23 +372,30 @@ def plot(path: Path, done: dict, gold_group: str) -> None:
         if group.startswith("reward-"):
             kind = group.rsplit("-b", 1)[0]
             kinds.setdefault(kind, []).append((rows[0][1]["budget"], rows))
+    from matplotlib.ticker import NullFormatter
+
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    others = [g for g in done if not g.startswith("reward-")]
     for ax, metric in zip(axes, metrics):
-        for kind, points in sorted(kinds.items()):
+        for n, (kind, points) in enumerate(sorted(kinds.items())):
             points.sort(key=lambda p: p[0])
             xs = [mean_ci([r["human"] for _, r, _ in rows])[0] for _, rows in points]
             ms = [mean_ci([r[metric] for _, r, _ in rows]) for _, rows in points]
             ax.errorbar(xs, [m for m, _ in ms], yerr=[0 if math.isnan(h) else h for _, h in ms], marker="o",
-                        capsize=3, label=kind)
-        for group, rows in done.items():
-            if group.startswith("reward-"):
-                continue
+                        capsize=3, label=kind, color=colours[n % len(colours)])
+        for n, group in enumerate(others):
+            rows = done[group]
             m, h = mean_ci([r[metric] for _, r, _ in rows])
-            style = "-" if group == gold_group else "--"
-            ax.axhline(m, linestyle=style, linewidth=1, label=f"{group}", color=None)
+            colour = "black" if group == gold_group else colours[(len(kinds) + n) % len(colours)]
+            ax.axhline(m, linestyle="-" if group == gold_group else "--", linewidth=1, color=colour,
+                       label=f"{group} ({mean_ci([r['human'] for _, r, _ in rows])[0]:.0f} human judgements)")
+            if not math.isnan(h):
+                ax.axhspan(m - h, m + h, color=colour, alpha=0.08)
             gold_x = mean_ci([r["human"] for _, r, _ in rows])[0]
             if group == gold_group and gold_x > 0:
                 ax.errorbar([gold_x], [m], yerr=[0 if math.isnan(h) else h], marker="s", color="black", capsize=3)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("human judgements spent")
         ax.set_title({"grounded": "grounded rate (%)", "CIDEr": "CIDEr", "accuracy": "answer accuracy (%)"}[metric])
     axes[0].legend(fontsize=7)
