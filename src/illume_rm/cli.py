@@ -297,6 +297,48 @@ def finetune(recipe, accepted, out, checkpoint, data_path, images, overrides):
 
 @cli.command()
 @click.argument("recipe", required=False)
+@click.option("--adapter", required=True, type=str, help="The SFT adapter RL starts from (and stays near: KL).")
+@click.option("--reward", "reward_dir", required=True, type=str,
+              help="Reward-model folder (from train-reward, or a reward loop's reward-model/).")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder to write: adapter/ (the best held-out evaluation's), rl.json, rl.png.")
+@click.option("--algorithm", type=click.Choice(["grpo", "rloo"]), default=None,
+              help="Default: the recipe's rl.algorithm, or grpo where it is none.")
+@click.option("--checkpoint", type=str, default=None, help="VLM folder (default: the recipe's warm-up checkpoint).")
+@recipe_options
+def rl(recipe, adapter, reward_dir, out, algorithm, checkpoint, data_path, images, overrides):
+    """RL from an SFT adapter against a reward model (TRL's GRPO or RLOO), measured on held-out val.
+
+    Every rl.eval_every steps: the reward model's score, the oracle's grounded rate (the gold judge),
+    answer accuracy and KL to the start; stops early when the gold judge stops improving. Resumes
+    from TRL's last checkpoint when rerun with the same --out.
+    """
+    from .data import load_examples
+    from .train.rl import heldout_val, run_rl
+
+    extra = [f"rl.reward_model={json.dumps(reward_dir)}"]
+    if algorithm:
+        extra.append(f"rl.algorithm={algorithm}")
+    r = _recipe(recipe, [*overrides, *extra], data_path, images)
+    if r.rl.algorithm == "none":
+        r.rl.algorithm = "grpo"
+    warm = Path(checkpoint) if checkpoint else warmup_checkpoint(r)
+    vlm = _model(r, str(warm), None)
+    val = load_examples(r.data, "val")
+    report = run_rl(vlm, Path(adapter), Path(reward_dir), load_examples(r.data, "train"),
+                    heldout_val(val, r.sampling.eval_examples, r.rl.eval_examples), r.rl, Path(out), r.sampling,
+                    seed=r.seed, log=click.echo, data_key=r.hash("data"), warm_up=warm)
+    click.echo(f"\n{report['algorithm']} on {r.rl.eval_examples} held-out val questions ({report['stopped']}):")
+    click.echo("| step | reward model | gold grounded | answer accuracy | KL | rationale words |")
+    click.echo("|---|---|---|---|---|---|")
+    for e in report["evaluations"]:
+        gold = "n/a" if e["gold"] is None else f"{e['gold']:.3f}"
+        click.echo(f"| {e['step']} | {e['reward']:.3f} | {gold} | {e['accuracy']:.3f} | {e['kl']:.3f} | {e['length']:.1f} |")
+    click.echo(f"adapter (step {report['best_step']}) saved to {Path(out) / 'adapter'}; plot {Path(out) / 'rl.png'}")
+
+
+@cli.command()
+@click.argument("recipe", required=False)
 @click.option("--split", default="val", show_default=True)
 @click.option("--candidates", "cands_path", type=str, default=None,
               help="Score these candidates (from sample --evaluation) instead of generating.")
@@ -461,7 +503,8 @@ def train_reward_cmd(recipe, cands_path, judg_path, kind, limit, out, data_path,
     examples, cands = _examples_by_id(r), _read_candidates(cands_path)
     rows = labelled_rows(examples, cands, judgements)
     vlm = reward_vlm(r, r.selector.reward.kind)
-    report = train_reward(rows, r.selector.reward, out, vlm=vlm)
+    report = train_reward(rows, r.selector.reward, out, vlm=vlm,
+                          origin={"data": r.hash("data"), "data_name": r.data.name})
     held = report.get("heldout")
     if held:
         click.echo(f"\nheld-out agreement ({held['n']} judgements, {held['positives']} accepted), "

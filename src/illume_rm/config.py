@@ -21,6 +21,7 @@ from .sampling import SamplingConfig
 from .selectors import Rule
 from .sweep import SweepConfig
 from .train.finetune import FinetuneConfig
+from .train.rl import RLConfig
 from .train.warmup import WarmupConfig
 
 
@@ -84,6 +85,8 @@ class Recipe:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     selector: SelectorConfig = field(default_factory=SelectorConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    # after each iteration's fine-tuning, optionally RL against the reward model (train/rl.py)
+    rl: RLConfig = field(default_factory=RLConfig, metadata={"hash_default": False})
     loop: LoopConfig = field(default_factory=LoopConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     # for `illume-rm compare --recipe`: named variants, each a list of KEY=VALUE overrides of this recipe
@@ -122,6 +125,13 @@ class Recipe:
             _check_judge("selector.seed_selector", self.selector.seed_selector, people=True)
         for i, name in enumerate(self.selector.require):
             _check_judge(f"selector.require[{i}]", name, people=False)
+        self.rl.check()
+        if self.rl.algorithm != "none":
+            if self.selector.name != "reward" and not self.rl.reward_model:
+                raise UserError("rl.algorithm: RL needs a reward model: the reward loop's (selector.name: reward) "
+                                "or a saved one (rl.reward_model: FOLDER)")
+            for name in self.rl.plugins:
+                _check_judge(f"rl.plugins.{name}", name, people=False)
         if not self.sweep.empty():
             self.sweep.check()
         return self

@@ -13,6 +13,8 @@
         train.jsonl               accepted rationales so far (they accumulate over iterations)
         selection.json            counts: sampled, accepted, new, threshold, judgements by selector kind
         adapter/                  LoRA adapter (PEFT save_pretrained), trained from the warm-up model
+        sft-adapter/, rl/         (rl.algorithm grpo|rloo) the SFT adapter, then RL from it: rl/rl.json
+                                  (held-out reward, gold, KL per evaluation), rl/rl.png; adapter/ is RL's
         val_candidates.jsonl      its own answers and rationales on val
         metrics.json
       annotations.sqlite          (selector human, or reward with human seeds) the annotation page's store
@@ -151,8 +153,33 @@ class Run:
                 return None, f"no new rationale was accepted in iteration {i}"
         adapter = d / "adapter"
         if not (adapter / "adapter_config.json").exists():
-            self._finetune(i, adapter)
+            if r.rl.algorithm == "none":
+                self._finetune(i, adapter)
+            else:  # SFT, then RL from that adapter against the current reward model
+                sft = d / "sft-adapter"
+                if not (sft / "adapter_config.json").exists():
+                    self._finetune(i, sft)
+                self._rl(i, sft, adapter)
         return self.evaluate_stage(d, adapter, f"iter-{i:03d}", i), None
+
+    def _rl(self, i: int, sft: Path, adapter: Path) -> None:
+        from .train.rl import heldout_val, run_rl
+
+        r = self.recipe
+        if r.rl.reward_model:
+            reward_dir = Path(r.rl.reward_model)
+        elif hasattr(self.judge, "model_dir"):
+            reward_dir = self.judge.model_dir(self.context(i))
+        else:
+            raise UserError("rl: no reward model (selector.name: reward, or rl.reward_model: FOLDER)")
+        out = self.iter_dir(i) / "rl"
+        held = heldout_val(self.examples("val"), r.sampling.eval_examples, r.rl.eval_examples)
+        run_rl(self.model(None), sft, reward_dir, self.examples("train"), held, r.rl, out,
+               r.sampling, seed=r.seed + i, log=self.log, data_key=r.hash("data"), warm_up=self.warm)
+        tmp = adapter.parent / f".adapter.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(out / "adapter", tmp)
+        os.replace(tmp, adapter)
 
     def context(self, i: int) -> JudgeContext:
         """Where the judge of iteration i works: this run folder; the warm-up model, loaded once."""

@@ -19,3 +19,7 @@ def alternate(examples, candidates):
 
 
 alternate.people = True  # its verdicts stand for a person's: they count in the human budget
+
+
+def not_a_number(examples, candidates):
+    return [float("nan")] * len(candidates)

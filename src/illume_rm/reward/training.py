@@ -37,7 +37,11 @@ def split_heldout(rows: list, fraction: float, seed: int) -> tuple[list, list]:
     return [r for r in rows if r[0].id not in held], [r for r in rows if r[0].id in held]
 
 
-def train_reward(rows: list, cfg: RewardConfig, out: str | Path, vlm=None, log=print) -> dict:
+def train_reward(rows: list, cfg: RewardConfig, out: str | Path, vlm=None, log=print,
+                 origin: dict | None = None) -> dict:
+    """``origin``: what the judgements are of (``data``: the recipe's data key, ``data_name``,
+    ``warm_up``: the model whose candidates they judge), kept in reward.json so that RL refuses a
+    reward model of other data or another model's candidates."""
     if cfg.kind not in CLASSES:
         raise UserError(f"unknown reward model kind '{cfg.kind}' (choose {', '.join(KINDS)})")
     if not rows:
@@ -51,6 +55,8 @@ def train_reward(rows: list, cfg: RewardConfig, out: str | Path, vlm=None, log=p
         f"({sum(y for _, _, y in train)} accepted); {len(held)} held out")
     model.fit(train, cfg, vlm)
     report = {"kind": cfg.kind, "config": asdict(cfg), "train_judgements": len(train), "threshold": 0.5}
+    if origin:
+        report["origin"] = origin
     if held:
         examples = {ex.id: ex for ex, _, _ in held}
         probs = model.predict(examples, [c for _, c, _ in held], vlm)

@@ -86,7 +86,11 @@ class RewardLoopJudge:
         vlm = ctx.vlm() if self.cfg.reward.kind in NEEDS_VLM else None
         tmp = ctx.run_dir / f".{out.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        report = train_reward(rows, self.cfg.reward, tmp, vlm=vlm, log=ctx.log)
+        warm = ctx.run_dir / "warm-up.txt"
+        origin = {"warm_up": warm.read_text().strip() if warm.exists() else None}
+        if ctx.recipe is not None:
+            origin |= {"data": ctx.recipe.hash("data"), "data_name": ctx.recipe.data.name}
+        report = train_reward(rows, self.cfg.reward, tmp, vlm=vlm, log=ctx.log, origin=origin)
         os.replace(tmp, out)
         held = report.get("heldout", {})
         ctx.log(f"reward model ({out.name}, {len(rows)} judgements): held-out accuracy "

@@ -66,6 +66,10 @@ class VLM(abc.ABC):
         return [[text for text, _ in row] for row in out]
 
     @abc.abstractmethod
+    def target_logprobs(self, items: Sequence[Item]) -> list[float]:
+        """Per item, the summed log-probability of its target (and the EOS after it) given the prompt."""
+
+    @abc.abstractmethod
     def generate_scored(self, items: Sequence[Item], max_new_tokens: int = 24, do_sample: bool = False,
                         temperature: float = 1.0, top_k: int = 0,
                         num_return_sequences: int = 1) -> list[list[tuple[str, float]]]:

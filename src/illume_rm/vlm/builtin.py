@@ -166,6 +166,10 @@ class BuiltinVLM(VLM):
         per = self.model.target_loss(**batch)
         return weighted_mean(per, weights)
 
+    def target_logprobs(self, items: Sequence[Item]) -> list[float]:
+        batch = self._inputs(items, "right", with_targets=True)
+        return (-self.model.target_loss(**batch, reduction="sum")).tolist()
+
     @torch.no_grad()
     def generate_scored(self, items: Sequence[Item], max_new_tokens: int = 24, do_sample: bool = False,
                         temperature: float = 1.0, top_k: int = 0,
@@ -177,8 +181,9 @@ class BuiltinVLM(VLM):
                                    self.processor.pad_token_id, self.processor.eos_token_id)
         with self.inference_autocast():
             out = self.model.generate(**batch, **kwargs)
-        texts = self.processor.decode(out.sequences)
-        logprobs = sequence_logprobs(out.sequences, out.logits, self.processor.eos_token_id)
+        new = out.sequences[:, batch["input_ids"].shape[1]:]
+        texts = self.processor.decode(new)
+        logprobs = sequence_logprobs(new, out.logits, self.processor.eos_token_id)
         if was_training:
             self.model.train()
         return group_rows(list(zip(texts, logprobs)), num_return_sequences)

@@ -65,6 +65,15 @@ class HFVLM(VLM):
         return {k: v.to(self.device) for k, v in batch.items()}
 
     def loss(self, items: Sequence[Item], weights: Sequence[float] | None = None) -> torch.Tensor:
+        tok, mask = self._target_token_losses(items)
+        return weighted_mean((tok * mask).sum(1) / mask.sum(1).clamp(min=1), weights)
+
+    def target_logprobs(self, items: Sequence[Item]) -> list[float]:
+        tok, mask = self._target_token_losses(items)
+        return (-(tok * mask).sum(1)).tolist()
+
+    def _target_token_losses(self, items: Sequence[Item]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per token, its cross-entropy and whether it is a target token (the target and its EOS)."""
         batch = self._encode(items, True, "right")
         prompt_only = self._encode([(i, p, None) for i, p, _ in items], False, "right")
         labels = batch["input_ids"].clone()
@@ -78,9 +87,7 @@ class HFVLM(VLM):
         targets = labels[:, 1:]
         tok = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
                                                 ignore_index=-100, reduction="none").view(targets.shape)
-        mask = (targets != -100).float()
-        per = (tok * mask).sum(1) / mask.sum(1).clamp(min=1)
-        return weighted_mean(per, weights)
+        return tok, (targets != -100).float()
 
     @torch.no_grad()
     def generate_scored(self, items: Sequence[Item], max_new_tokens: int = 24, do_sample: bool = False,

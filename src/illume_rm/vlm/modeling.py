@@ -102,6 +102,8 @@ class IllumeVLMForConditionalGeneration(PreTrainedModel):
         self.image_positions = nn.Parameter(torch.zeros(config.image_tokens if config.token_kind == "projected" else 0,
                                                         hidden))
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        # generation is the language model's: one config, shared (trainers set its pad token here)
+        self.generation_config = self.language_model.generation_config
         if config.freeze_vision:
             self.vision.requires_grad_(False)
         self.post_init()
@@ -212,8 +214,9 @@ class IllumeVLMForConditionalGeneration(PreTrainedModel):
         return lm.model
 
     def target_loss(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
-                    image_features: torch.Tensor | None = None, pixel_values: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-example token-mean cross-entropy on the labelled tokens.
+                    image_features: torch.Tensor | None = None, pixel_values: torch.Tensor | None = None,
+                    reduction: str = "mean") -> torch.Tensor:
+        """Per-example token-mean (``reduction="sum"``: summed) cross-entropy on the labelled tokens.
 
         The LM head (a 49k-word vocabulary) runs only where a label is, not on
         every position: most of a batch is image and prompt, so this saves much
@@ -226,16 +229,49 @@ class IllumeVLMForConditionalGeneration(PreTrainedModel):
         logits = self.get_output_embeddings()(hidden[rows, cols]).float()
         tok = nn.functional.cross_entropy(logits, targets[rows, cols], reduction="none")
         per = torch.zeros(labels.shape[0], device=tok.device).index_add(0, rows, tok)
+        if reduction == "sum":
+            return per
         count = torch.zeros(labels.shape[0], device=tok.device).index_add(0, rows, torch.ones_like(tok))
         return per / count.clamp(min=1)
+
+    @property
+    def base_model(self) -> "IllumeVLMBackbone":
+        """The backbone (image tokens + decoder, no LM head), as Hugging Face models expose theirs:
+        ``base_model(input_ids, attention_mask, pixel_values=...)`` gives hidden states aligned with
+        ``input_ids`` (the image placeholders are in ``input_ids``). TRL's fused LM head reads it."""
+        return IllumeVLMBackbone(self)
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                  image_features: torch.Tensor | None = None, pixel_values: torch.Tensor | None = None,
-                 **generate_kwargs) -> torch.Tensor:
-        """Left-padded prompts in, only the new tokens out (as ``generate(inputs_embeds=...)`` gives)."""
+                 **generate_kwargs):
+        """Left-padded prompts in; prompt + new tokens out, as every Hugging Face ``generate`` gives
+        (the language model, fed ``inputs_embeds``, returns only the new tokens: the prompt is put back)."""
         embeds = self.embed(input_ids, image_features, pixel_values)
-        return self.language_model.generate(inputs_embeds=embeds, attention_mask=attention_mask, **generate_kwargs)
+        out = self.language_model.generate(inputs_embeds=embeds, attention_mask=attention_mask, **generate_kwargs)
+        new = out if isinstance(out, torch.Tensor) else out.sequences
+        prompt = input_ids.repeat_interleave(new.shape[0] // input_ids.shape[0], dim=0)
+        sequences = torch.cat([prompt, new], dim=1)
+        if isinstance(out, torch.Tensor):
+            return sequences
+        out.sequences = sequences
+        return out
+
+
+class IllumeVLMBackbone:
+    """A view of a built-in VLM without its LM head (not a submodule: the weights stay the model's).
+    Positions come from the attention mask, as in ``generate``, so a left-padded prompt is read at
+    the positions it was sampled at."""
+
+    def __init__(self, model: IllumeVLMForConditionalGeneration):
+        self.model = model
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                 image_features: torch.Tensor | None = None, pixel_values: torch.Tensor | None = None, **kwargs):
+        embeds = self.model.embed(input_ids, image_features, pixel_values)
+        if attention_mask is not None and "position_ids" not in kwargs:
+            kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        return self.model.decoder()(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
 
 
 # So that AutoConfig / AutoModelForImageTextToText open a saved built-in VLM too.

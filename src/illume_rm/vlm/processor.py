@@ -20,17 +20,26 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, BatchFeature, PreTrainedTokenizerBase, ProcessorMixin
 
 from ..errors import UserError
 
 PROCESSOR_FILE = "illume_processor.json"
 
 
-class IllumeVLMProcessor:
+IMAGE_MARK = "<image>"  # where a rendered chat puts the image (never tokenized: split on before encoding)
+
+
+class IllumeVLMProcessor(ProcessorMixin):
+    """The built-in VLM's processor. A ``ProcessorMixin``, so trainers that take a Hugging Face
+    processor (TRL's GRPO and RLOO) take it: ``apply_chat_template`` renders a conversation in the
+    built-in prompt format (the image, then the text of each turn, no role markers: the format
+    warm-up and fine-tuning train on), and ``__call__(text=..., images=...)`` reads that text back,
+    the image mark becoming the image's tokens."""
+
     def __init__(self, tokenizer: PreTrainedTokenizerBase, image_size: int, image_tokens: int,
                  image_token_id: int, max_length: int = 128, image_layout: list[str] | None = None):
-        self.tokenizer = tokenizer
+        super().__init__(tokenizer)
         self.image_size = image_size
         self.image_tokens = image_tokens
         self.image_token_id = image_token_id
@@ -115,6 +124,73 @@ class IllumeVLMProcessor:
             if target_weights is not None:
                 out["weights"] = torch.tensor(target_weights, dtype=torch.float32)
         return out
+
+    # -- chats (the processor interface of Hugging Face trainers) -----------------------------
+    def apply_chat_template(self, conversation, chat_template=None, add_generation_prompt: bool = True,
+                            tokenize: bool = False, return_dict: bool = False, tools=None, **kwargs):
+        """One conversation (a list of messages) or a list of them, rendered as the built-in prompt:
+        each turn's parts in order, an image part as its tokens. ``tokenize=False``: the text with
+        ``<image>`` marks; ``tokenize=True, return_dict=True``: unpadded ``input_ids``, the attention
+        mask and, where there are images, ``pixel_values``."""
+        if chat_template is not None or tools:
+            raise ValueError("the built-in VLM has one prompt format: no other chat template, no tools")
+        single = bool(conversation) and isinstance(conversation[0], dict)
+        convs = [conversation] if single else list(conversation)
+        texts, images = [], []
+        for conv in convs:
+            parts, imgs = [], []
+            for message in conv:
+                content = message["content"]
+                for part in ([{"type": "text", "text": content}] if isinstance(content, str) else content):
+                    if part["type"] == "image":
+                        parts.append(IMAGE_MARK)
+                        imgs.append(part.get("image", part.get("url", part.get("path"))))
+                    elif part["type"] == "text":
+                        parts.append(part["text"])
+                    else:
+                        raise ValueError(f"the built-in VLM reads text and images, not {part['type']!r}")
+            texts.append("".join(parts))
+            images.append(imgs)
+        if not tokenize:
+            return texts[0] if single else texts
+        out = self(text=texts, images=images if any(images) else None, padding=False)
+        return out if return_dict else out["input_ids"]
+
+    def __call__(self, images=None, text=None, padding: bool | str = True, return_tensors: str | None = None,
+                 **kwargs) -> BatchFeature:
+        """Texts with ``<image>`` marks (and per text its images, in order) -> token ids with each
+        image's tokens in place of its mark; padded on the tokenizer's padding side when asked
+        (``padding=False``: lists of ids)."""
+        texts = [text] if isinstance(text, str) else list(text)
+        if images is not None and not isinstance(images, (list, tuple)):
+            images = [[images]]
+        per_text = [list(im) if isinstance(im, (list, tuple)) else ([] if im is None else [im])
+                    for im in (images or [[]] * len(texts))]
+        if len(per_text) != len(texts):
+            raise ValueError(f"{len(texts)} texts but images for {len(per_text)}")
+        rows, flat = [], []
+        for t, imgs in zip(texts, per_text):
+            pieces = t.split(IMAGE_MARK)
+            if len(pieces) - 1 != len(imgs):
+                raise ValueError(f"a text has {len(pieces) - 1} image mark(s) but {len(imgs)} image(s): {t[:60]!r}")
+            ids: list[int] = []
+            for k, piece in enumerate(pieces):
+                if k:
+                    ids += self.image_ids
+                ids += self.encode(piece) if piece else []
+            rows.append(ids)
+            flat += imgs
+        data: dict = {"input_ids": rows, "attention_mask": [[1] * len(r) for r in rows]}
+        if padding:
+            width = max(len(r) for r in rows)
+            left = self.tokenizer.padding_side == "left"
+            pad = lambda r, v: ([v] * (width - len(r)) + r) if left else (r + [v] * (width - len(r)))  # noqa: E731
+            data = {"input_ids": [pad(r, self.pad_token_id) for r in rows],
+                    "attention_mask": [pad(m, 0) for m in data["attention_mask"]]}
+            data = {k: torch.tensor(v) for k, v in data.items()}
+        if flat:
+            data["pixel_values"] = self.pixel_values(flat)
+        return BatchFeature(data)
 
     def decode(self, ids: torch.Tensor) -> list[str]:
         return [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
