@@ -81,3 +81,25 @@ def test_image_features_are_cached_per_grid(tmp_path, shapes_small):
     assert two.features._file(folder) != three.features._file(folder)
     again = load_vlm(tmp_path / "g2")
     assert again.features.get(images).shape[1] == 4 and again.features._file(folder).exists()  # from disk
+
+
+def test_floats_written_without_a_dot_are_floats(tmp_path):
+    """YAML 1.1 reads `lr: 1e-4` as a string; a recipe means the number."""
+    p = tmp_path / "r.yaml"
+    p.write_text("finetune: {lr: 1e-4}\nrl: {lr: 3E-5}\n")
+    r = load_recipe(str(p))
+    assert r.finetune.lr == 1e-4 and r.rl.lr == 3e-5
+    assert load_recipe(str(p), ["rl.lr=2e-6"]).rl.lr == 2e-6
+    p.write_text("finetune: {lr: fast}\n")
+    with pytest.raises(UserError, match="finetune.lr"):
+        load_recipe(str(p))
+
+
+def test_the_rl_section_keeps_old_keys():
+    """A recipe without rl: keeps its run and cache keys (the section hashes only when set)."""
+    r = load_recipe(str(RECIPES / "shapes-critic.yaml"))
+    with_rl = load_recipe(str(RECIPES / "shapes-critic.yaml"), ["rl.steps=5"])
+    from illume_rm.config import _hashable
+
+    assert "rl" not in _hashable(r) and "rl" in _hashable(with_rl) and r.hash() != with_rl.hash()
+    assert r.hash("seed", "data", "model", "warmup") == with_rl.hash("seed", "data", "model", "warmup")

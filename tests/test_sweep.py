@@ -128,6 +128,8 @@ def test_a_sweep_runs_its_cells_shares_the_base_and_reports_intervals(sweep_reci
     ("sweep.judges=[human]", ["not a simulated person"]),
     ("sweep.seeds=[1, 1]", ["appears twice"]),
     ("sweep.colour=1", ["unknown key 'colour'"]),
+    ("sweep.rl=[ppo]", ["sweep.rl", "grpo or rloo"]),
+    ("sweep.rl_budgets=[0.3]", ["sweep.rl_budgets", "not one of sweep.budgets"]),
 ])
 def test_a_bad_sweep_is_refused_before_any_cell_runs(sweep_recipe, tmp_path, setting, words):
     out = tmp_path / "bad"
@@ -144,3 +146,28 @@ def test_only_a_reward_cell_needs_its_gold_loop_first(sweep_recipe, tmp_path):
     assert r.exit_code == 2 and "needs the gold loop of seed 1" in r.output and "--only length_scorer_alternate-s1" in r.output
     r = CliRunner().invoke(cli, ["sweep", str(sweep_recipe), "--out", str(out), "--only", "nothing-*"])
     assert r.exit_code == 2 and "no cell matches" in r.output
+
+
+def test_rl_cells_share_their_sft_cell_and_are_compared_with_it(sweep_recipe, tmp_path):
+    """An RL cell is its budget's reward loop with RL after SFT: iteration 0 up to the SFT adapter is the
+    SFT cell's (copied), so the pair differs by the RL stage only; the report pairs them."""
+    out = tmp_path / "sweep"
+    extra = ["--set", "sweep.seeds=[0]", "--set", "sweep.rl=[grpo]", "--set", "sweep.references=[]",
+             "--set", "data.shapes.val=12",
+             "--set", "rl={steps: 2, prompts_per_step: 2, num_generations: 2, eval_every: 2, eval_examples: 4, "
+                      "max_completion_length: 6}"]
+    r = CliRunner().invoke(cli, ["sweep", str(sweep_recipe), "--out", str(out), "--list", *extra])
+    assert r.exit_code == 0, r.output
+    names = [line.split("\t")[0] for line in r.output.strip().splitlines()]
+    assert names == ["length_scorer_alternate-s0", "reward-cross-encoder-b0.5-s0", "reward-cross-encoder-b0.5-grpo-s0"]
+    r = CliRunner().invoke(cli, ["sweep", str(sweep_recipe), "--out", str(out), *extra])
+    assert r.exit_code == 0, r.output
+    sft, rl = out / names[1] / "iter-000", out / names[2] / "iter-000"
+    for name in ("candidates.jsonl", "judgements.jsonl", "selection.json"):
+        assert (rl / name).read_text() == (sft / name).read_text(), name
+    assert (rl / "sft-adapter" / "adapter_model.safetensors").read_bytes() == \
+        (sft / "adapter" / "adapter_model.safetensors").read_bytes()
+    assert (rl / "rl" / "rl.json").exists() and (rl / "metrics.json").exists()
+    report = (out / "sweep.md").read_text()
+    assert "| reward-cross-encoder-b0.5-grpo - reward-cross-encoder-b0.5 | grounded |" in report
+    assert "| reward-cross-encoder-b0.5-grpo vs reward-cross-encoder-b0.5 |" in report  # the oracle's win rate

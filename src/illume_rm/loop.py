@@ -46,6 +46,15 @@ from .selectors import JudgeContext, make_judge
 Log = Callable[[str], None]
 
 
+def _compared(recipe: Recipe) -> dict:
+    """What makes two recipes the same run: the resolved recipe, less the settings of a stage it does not
+    run (the RL section when rl.algorithm is none)."""
+    d = recipe.to_dict()
+    if d["rl"]["algorithm"] == "none":
+        d.pop("rl")
+    return d
+
+
 class Run:
     def __init__(self, recipe: Recipe, folder: str | Path, warm_checkpoint: Path, log: Log = print):
         self.recipe, self.dir, self.warm, self.log = recipe, Path(folder), Path(warm_checkpoint), log
@@ -87,7 +96,7 @@ class Run:
             self.log(f"removed {len(stale)} half-written file(s) a stopped run left in {self.dir}")
         existing = self.dir / "recipe.yaml"
         # compared as resolved recipes, so a field added since (with its default) is no difference
-        if existing.exists() and load_recipe(str(existing)).to_dict() != self.recipe.to_dict():
+        if existing.exists() and _compared(load_recipe(str(existing))) != _compared(self.recipe):
             raise UserError(f"{self.dir} was started with another recipe ({existing}); "
                             "rerun with that recipe, or choose a new run folder")
         # the same recipe from another warm-up checkpoint (a new version of the warm-up) is another run

@@ -21,6 +21,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,10 @@ class SweepConfig:
     reward_kinds: list[str] = field(default_factory=lambda: ["cross-encoder"])
     references: list[str] = field(default_factory=list)  # fine-tuning modes once per seed: answer-only, gt-sft
     gt_fractions: list[float] = field(default_factory=list)  # gt-sft at these fractions of the explanations
+    # RL after SFT (rl.algorithm) at these budgets: the reward loop of the same budget and seed, then RL
+    # against its reward model; its SFT stage is the SFT cell's (copied, not recomputed)
+    rl: list[str] = field(default_factory=list)          # grpo, rloo
+    rl_budgets: list[float] = field(default_factory=list)  # which of `budgets` (none given: all)
 
     def empty(self) -> bool:
         return not (self.judges or self.budgets or self.references or self.gt_fractions)
@@ -74,6 +79,14 @@ class SweepConfig:
         for f in self.gt_fractions:
             if not 0 < f <= 1:
                 raise UserError(f"sweep.gt_fractions: {f} is not a fraction in (0, 1]")
+        for a in self.rl:
+            if a not in ("grpo", "rloo"):
+                raise UserError(f"sweep.rl: unknown value '{a}' (choose grpo or rloo)")
+        if self.rl and not self.budgets:
+            raise UserError("sweep.rl: RL runs against the reward loops' models; give sweep.budgets")
+        for b in self.rl_budgets:
+            if b not in self.budgets:
+                raise UserError(f"sweep.rl_budgets: {b} is not one of sweep.budgets ({self.budgets})")
 
 
 @dataclass
@@ -84,6 +97,7 @@ class Cell:
     overrides: list[str]
     budget: float | None = None   # reward cells: the fraction of the gold loop's judgements
     kind: str = "loop"            # loop (a judge), reward, reference
+    sft_of: str | None = None     # RL cells: the SFT cell whose iteration-0 stages they share
 
 
 def _num(x: float) -> str:
@@ -102,6 +116,9 @@ def cells(cfg: SweepConfig) -> list[Cell]:
                 out.append(Cell(f"{group}-s{s}", group, s, [
                     f"seed={s}", "selector.name=reward", f"selector.seed_selector={json.dumps(cfg.gold)}",
                     f"selector.reward.kind={kind}"], budget=b, kind="reward"))
+                for algo in cfg.rl if (not cfg.rl_budgets or b in cfg.rl_budgets) else []:
+                    out.append(Cell(f"{group}-{algo}-s{s}", f"{group}-{algo}", s, [*out[-1].overrides,
+                                    f"rl.algorithm={algo}"], budget=b, kind="reward", sft_of=f"{group}-s{s}"))
         for m in cfg.references:
             out.append(Cell(f"{m}-s{s}", m, s, [f"seed={s}", f"finetune.mode={m}"], kind="reference"))
         for f in cfg.gt_fractions:
@@ -118,6 +135,14 @@ def pick(all_cells: list[Cell], only: tuple[str, ...]) -> list[Cell]:
     if not chosen:
         raise UserError(f"--only {' '.join(only)}: no cell matches (cells: {', '.join(c.name for c in all_cells)})")
     return chosen
+
+
+def _rl_base(group: str) -> str | None:
+    """An RL group's SFT group (reward-KIND-bB-grpo -> reward-KIND-bB), else None."""
+    for algo in ("grpo", "rloo"):
+        if group.startswith("reward-") and group.endswith(f"-{algo}"):
+            return group[: -len(algo) - 1]
+    return None
 
 
 def _gold(cfg: SweepConfig, seed: int) -> str:
@@ -148,7 +173,7 @@ def run_sweep(recipe_path: str, overrides: list[str], out: Path, only: tuple[str
     for c in todo:  # every cell's recipe resolved and checked before any runs
         recipes[c.name] = load_recipe(recipe_path, [*overrides, *c.overrides, "sweep={}", "variants={}"]).check()
     # cells of budgets need their seed's gold loop first: complete, or among the cells to run
-    order = sorted(todo, key=lambda c: c.kind == "reward")
+    order = sorted(todo, key=lambda c: (c.kind == "reward", c.sft_of is not None))
     names = {c.name for c in todo}
     for c in order:
         gold = _gold(cfg, c.seed)
@@ -170,6 +195,8 @@ def run_sweep(recipe_path: str, overrides: list[str], out: Path, only: tuple[str
         run.prepare()
         _share_base(out, folder)
         _share_first_samples(out, folder)
+        if c.sft_of:
+            _share_sft(out / c.sft_of, folder)
         run.run()
     return todo
 
@@ -189,6 +216,36 @@ def _share_base(out: Path, folder: Path) -> None:
         shutil.copytree(src, tmp)
         tmp.replace(folder / "base")
         return
+
+
+SFT_STAGE = ("candidates.jsonl", "seed_judgements.jsonl", "refresh_judgements.jsonl", "judgements.jsonl",
+             "counts.json", "written.jsonl", "train.jsonl", "selection.json")
+
+
+def _share_sft(src: Path, folder: Path) -> None:
+    """An RL cell's iteration 0 up to its SFT adapter is its SFT cell's (same recipe but rl, same seed):
+    copy the samples, the verdicts, the reward model and the adapter (as sft-adapter) when that cell
+    has them, so the pair differs only by the RL stage."""
+    from .records import atomic_write_text
+
+    mine, theirs = folder / "iter-000", src / "iter-000"
+    if (mine / "sft-adapter").exists() or not (theirs / "adapter" / "adapter_config.json").exists():
+        return
+    if (folder / "warm-up.txt").read_text() != (src / "warm-up.txt").read_text():
+        return
+    mine.mkdir(parents=True, exist_ok=True)
+    for name in SFT_STAGE:
+        if (theirs / name).exists() and not (mine / name).exists():
+            atomic_write_text(mine / name, (theirs / name).read_text(encoding="utf-8"))
+    if (src / "reward-model").is_dir() and not (folder / "reward-model").exists():
+        tmp = folder / ".reward-model.tmp-copy"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src / "reward-model", tmp)
+        tmp.replace(folder / "reward-model")
+    tmp = mine / ".sft-adapter.tmp-copy"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(theirs / "adapter", tmp)
+    tmp.replace(mine / "sft-adapter")
 
 
 def _sampling_key(folder: Path) -> str | None:
@@ -324,8 +381,9 @@ def report(recipe_path: str, overrides: list[str], out: Path, log: Log = print) 
     # paired differences, over (seed, question), against the gold loop and the controls
     gold_group = cfg.gold.replace(":", "_")
     pairs = [(g, gold_group) for g in done if g.startswith("reward-")]
+    pairs += [(g, _rl_base(g)) for g in done if _rl_base(g)]  # RL after SFT against SFT alone, same budget
     pairs += [(j.replace(":", "_"), ref) for j in cfg.judges for ref in ("answer-only", "gt-sft") if ref in done]
-    diffs = []
+    diffs, wins_lines = [], []
     for a, b in pairs:
         if a not in done or b not in done:
             continue
@@ -344,11 +402,21 @@ def report(recipe_path: str, overrides: list[str], out: Path, log: Log = print) 
                 res = paired_bootstrap(xs, ys)
                 diffs.append(f"| {a} - {b} | {metric} | {res['diff']:+.1f} | [{res['low']:+.1f}, {res['high']:+.1f}] | "
                              f"{res['p']:.3f} | {res['n']} | {verdict(res)} |")
+                if metric == "grounded":  # the oracle's preference, question by question
+                    wins = sum(x > y for x, y in zip(xs, ys))
+                    losses = sum(x < y for x, y in zip(xs, ys))
+                    wins_lines.append(f"| {a} vs {b} | {wins} | {losses} | {len(xs) - wins - losses} | "
+                                      f"{100 * (wins + 0.5 * (len(xs) - wins - losses)) / len(xs):.1f} |")
     if diffs:
         lines += ["", "Differences, paired by seed and val question (bootstrap over the pairs, 2,000 resamples): "
                   "a gain or a loss only where the interval leaves out zero.", "",
                   "| difference | metric | mean (points) | 95% interval | p | pairs | verdict |", "|---|---|---|---|---|---|---|"]
         lines += diffs
+    if wins_lines:
+        lines += ["", "Win rate judged by the oracle: per (seed, val question), a win where only the first run's "
+                  "rationale is grounded, a loss where only the second's is; win rate = (wins + ties / 2) / pairs.",
+                  "", "| pair | wins | losses | ties | win rate % |", "|---|---|---|---|---|"]
+        lines += wins_lines
     text = "\n".join(lines) + "\n\n![the sweep](sweep.png)\n"
     atomic_write_text(out / "sweep.md", text)
     plot(out / "sweep.png", done, gold_group)
@@ -370,7 +438,7 @@ def plot(path: Path, done: dict, gold_group: str) -> None:
     kinds: dict[str, list[tuple[float, dict]]] = {}
     for group, rows in done.items():
         if group.startswith("reward-"):
-            kind = group.rsplit("-b", 1)[0]
+            kind = re.sub(r"-b[0-9.]+(?:e-?[0-9]+)?(?=-|$)", "", group, count=1)  # reward-KIND[-ALGO]: one line each
             kinds.setdefault(kind, []).append((rows[0][1]["budget"], rows))
     from matplotlib.ticker import NullFormatter
 
