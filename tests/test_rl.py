@@ -289,8 +289,12 @@ def test_grpo_on_a_hugging_face_vlm(tmp_path, shapes_small):
     train_reward(rows, RewardConfig(epochs=1, batch_size=8, heldout_fraction=0.0), tmp_path / "rm",
                  log=lambda *_: None)  # a cross-encoder: the likelihood reward reads the built-in VLM only
     vlm = load_vlm(path)
-    assert rl.trl_processor(vlm).apply_chat_template(
-        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Q: x A:"}]}]) == "<image>Q: x A:"
+    # TRL asks for a generation prompt; a begun reply is continued instead, as vlm/hf.py writes it
+    from illume_rm.vlm.hf import chat_messages
+
+    begun = chat_messages("Q: what is it? A: yes, seeing that", has_image=True)
+    rendered = rl.trl_processor(vlm).apply_chat_template(begun, tokenize=False, add_generation_prompt=True)
+    assert rendered == vlm._render(begun, reply_done=False) and rendered.endswith("ASSISTANT: yes, seeing that")
     cfg = rl.RLConfig(algorithm="grpo", steps=2, prompts_per_step=2, num_generations=2, eval_every=2, eval_examples=2,
                       max_completion_length=5, patience=0, lr=1e-2)
     report = rl.run_rl(vlm, sft, tmp_path / "rm", train, val, cfg, tmp_path / "out", SamplingConfig(max_new_tokens=5),

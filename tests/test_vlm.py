@@ -93,6 +93,14 @@ def test_sampling_returns_k_per_item(tiny_vlm_path):
     assert len(out) == 2 and all(len(o) == 3 for o in out)
 
 
+# LLaVA-1.5's chat template (as llava-hf's processors ship it)
+LLAVA_TEMPLATE = ("{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}"
+                  "{% endif %}{% for item in message['content'] %}{% if item['type'] == 'image' %}{{ '<image>\n' }}"
+                  "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}"
+                  "{% if message['role'] == 'assistant' %}{{ eos_token }}{% else %}{{ ' ' }}{% endif %}{% endfor %}"
+                  "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}")
+
+
 def tiny_llava(folder):
     """A tiny randomly initialised LLaVA (real architecture, built from a config), saved with its processor."""
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
@@ -113,7 +121,7 @@ def tiny_llava(folder):
     LlavaForConditionalGeneration(cfg).save_pretrained(folder)
     LlavaProcessor(image_processor=CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
                    tokenizer=tok, patch_size=8, vision_feature_select_strategy="default",
-                   num_additional_image_tokens=1).save_pretrained(folder)
+                   num_additional_image_tokens=1, chat_template=LLAVA_TEMPLATE).save_pretrained(folder)
     return folder
 
 

@@ -45,12 +45,27 @@ def reward_vlm(recipe, kind: str):
     return None
 
 
+def pretrained_family(base: str) -> str | None:
+    """The model family of a local Hugging Face VLM folder (``llava``, ``idefics3``, ...); None for the
+    built-in VLM (``builtin``, or a folder of one)."""
+    config = Path(base) / "config.json"
+    if base == "builtin" or not config.is_file():
+        return None
+    family = json.loads(config.read_text()).get("model_type")
+    return None if family == "illume_vlm" else family
+
+
 def warmup_checkpoint(recipe, log=print) -> Path:
     """The cached warm-up checkpoint for this recipe, trained when missing."""
     from .data import generator_version, load_examples
     from .paths import cache_dir
     from .train.warmup import TRAINER_VERSION, run_warmup
 
+    family = pretrained_family(recipe.model.base)
+    if family and recipe.warmup.skip_pretrained:
+        log(f"{recipe.model.base}: a pretrained {family} model; no warm-up (the loop starts from it; "
+            "warmup.skip_pretrained=false warms it up)")
+        return Path(recipe.model.base)
     key = recipe.hash("seed", "data", "model", "warmup")
     if generator_version(recipe.data):  # data a generator writes: its version too (version 0 keeps old keys)
         key = hashlib.sha1(f"{key}/{generator_version(recipe.data)}".encode()).hexdigest()[:12]

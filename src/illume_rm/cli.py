@@ -145,6 +145,9 @@ def warmup(recipe, out, upper_bound, data_path, images, overrides):
 
     r = _recipe(recipe, overrides, data_path, images)
     ckpt = warmup_checkpoint(r)
+    if not (ckpt / "warmup.json").exists():  # a pretrained model, used as it is
+        click.echo(f"nothing to warm up: {ckpt} is a pretrained model; `iterate` starts from it")
+        return
     report = json.loads((ckpt / "warmup.json").read_text())
     if "swapped" not in report or (upper_bound and "text" not in report):
         from .checkpoints import add_controls

@@ -2,7 +2,7 @@
 built-in VLM's projection when asked (warm-up trains it, fine-tuning does not)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -10,6 +10,10 @@ import torch
 from ..errors import UserError
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# a Hugging Face VLM: the language model's attention and MLP, not the vision tower's (whose layers
+# share names like q_proj): the LM sits under language_model (LLaVA, Qwen2-VL, PaliGemma, Gemma3)
+# or text_model (Idefics3 / SmolVLM)
+HF_LORA_TARGETS = r"(.*\.)?(language_model|text_model)\..*\.({})".format("|".join(LORA_TARGETS))
 
 
 @dataclass
@@ -20,6 +24,9 @@ class LoraConfig:
     # warm-up without it matched the one with 0.05 (README, "Warm-up speed")
     dropout: float = 0.0
     train_projector: bool = True
+    # a regex of module names (PEFT's full match) to put adapters on; None: the language model's
+    # attention and MLP projections (LORA_TARGETS in the built-in VLM, HF_LORA_TARGETS in others)
+    target_modules: str | None = field(default=None, metadata={"hash_default": False})
 
 
 def _is_builtin(model: torch.nn.Module) -> bool:
@@ -29,7 +36,8 @@ def _is_builtin(model: torch.nn.Module) -> bool:
 def _peft_config(cfg: LoraConfig, builtin: bool):
     from peft import LoraConfig as PeftLoraConfig
 
-    return PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=LORA_TARGETS,
+    targets = cfg.target_modules or (LORA_TARGETS if builtin else HF_LORA_TARGETS)
+    return PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets,
                           task_type="CAUSAL_LM" if builtin else None)
 
 
@@ -45,7 +53,13 @@ def add_lora(vlm, cfg: LoraConfig) -> torch.nn.Module:
             model.projector.requires_grad_(True)
             model.image_positions.requires_grad_(True)
         return model
-    vlm.model = get_peft_model(model, _peft_config(cfg, False))
+    try:
+        vlm.model = get_peft_model(model, _peft_config(cfg, False))
+    except ValueError as exc:
+        if "not found" not in str(exc) and "match" not in str(exc):
+            raise
+        raise UserError(f"lora.target_modules: {cfg.target_modules or HF_LORA_TARGETS!r} names no module of "
+                        f"{type(model).__name__} (set lora.target_modules to a regex of its module names)") from None
     return vlm.model
 
 

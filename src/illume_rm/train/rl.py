@@ -7,8 +7,11 @@ critic; RLOO is REINFORCE with the leave-one-out mean of the group as the baseli
 
 The stage starts from an SFT adapter and trains that adapter further; the reference model of the
 KL penalty (``beta``) is a frozen copy of the starting adapter, which TRL keeps as a second adapter
-("ref") when it is given a PEFT model with a trained adapter. The prompt is the fine-tuning prompt
-(``Q: {question} A:``, the image first), the completion ``{answer}, seeing that {rationale}``.
+("ref") when it is given a PEFT model with a trained adapter. The prompt (``rl.prompt``) is ILLUME's
+sampling prompt with the gold answer (``Q: {question} A: {answer}, seeing that``, the image first) and
+the completion the rationale, which is what the reward model judges and what evaluation asks for; or
+the answer prompt (``Q: {question} A:``), the completion ``{answer}, seeing that {rationale}``, so that
+answer correctness can be rewarded too.
 
 Where TRL is used as it is, and where not:
 - the built-in VLM meets TRL's interface itself: its processor is a ``ProcessorMixin`` with
@@ -17,8 +20,10 @@ Where TRL is used as it is, and where not:
 - its LoRA adapters sit on the language model (``train/lora.py``); TRL needs the PEFT model at the
   top, so the adapter is moved there for the stage and back afterwards (``top_level_policy``,
   ``save_policy``): the saved adapter is an ordinary one, loaded like any SFT adapter;
-- a Hugging Face VLM gets a chat template that writes what ``vlm/hf.py`` writes (the image token,
-  then the text), so RL trains the prompt format that SFT trained and evaluation reads.
+- a Hugging Face VLM's prompts are the conversations ``vlm/hf.py`` writes with its chat template (the
+  rationale prompt ends in the assistant's reply begun), so RL trains the format that SFT trained and
+  evaluation reads; TRL always asks for a generation prompt, so its copy of the processor continues a
+  begun reply instead (``trl_processor``).
 
 Over-optimisation is measured while training (``RLMonitor``): every ``eval_every`` steps, on
 held-out val questions, the reward model's score, the gold judge's grounded rate (the scene
@@ -238,24 +243,41 @@ def save_policy(policy, vlm, start_adapter: Path, out: Path) -> None:
     os.replace(tmp, out)
 
 
-def bare_chat_template(image_token: str) -> str:
-    """A chat template that writes a conversation as ``vlm/hf.py`` prompts: the image token, then the text."""
-    return ("{%- for message in messages -%}{%- if message['content'] is string -%}{{ message['content'] }}"
-            "{%- else -%}{%- for part in message['content'] -%}{%- if part['type'] == 'image' -%}" + image_token +
-            "{%- elif part['type'] == 'text' -%}{{ part['text'] }}{%- endif -%}{%- endfor -%}{%- endif -%}"
-            "{%- endfor -%}")
-
-
 def trl_processor(vlm):
+    """The processor TRL renders prompts with. A Hugging Face VLM's own, with one change: TRL always
+    asks for a generation prompt, and a prompt that ends in the assistant's reply begun (``giraffe,
+    seeing that``, as ``vlm/hf.py`` writes the rationale prompt) must be continued instead; this copy
+    of the processor continues such a reply (the smallest point at which TRL does not serve)."""
     if _is_builtin(vlm):
         return vlm.processor
+    import copy
+
     from transformers import ProcessorMixin
 
-    proc = vlm.processor
-    if not isinstance(proc, ProcessorMixin) or getattr(vlm, "image_token", None) is None:
-        raise UserError(f"{vlm.name}: RL needs a processor with an image token (a ProcessorMixin); this one has none")
-    proc.chat_template = bare_chat_template(vlm.image_token)
+    if not isinstance(vlm.processor, ProcessorMixin):
+        raise UserError(f"{vlm.name}: RL needs a Hugging Face processor (a ProcessorMixin) with images")
+    proc = copy.copy(vlm.processor)
+    render = vlm.processor.apply_chat_template
+
+    def apply_chat_template(conversation, *args, add_generation_prompt=False, continue_final_message=False, **kw):
+        convs = conversation if conversation and isinstance(conversation[0], list) else [conversation]
+        if all(c and c[-1]["role"] == "assistant" for c in convs):
+            add_generation_prompt, continue_final_message = False, True
+        return render(conversation, *args, add_generation_prompt=add_generation_prompt,
+                      continue_final_message=continue_final_message, **kw)
+
+    proc.apply_chat_template = apply_chat_template
     return proc
+
+
+def prompt_messages(vlm, ex: Example, cfg: RLConfig, sampling) -> list[dict]:
+    """The dataset's prompt: for a Hugging Face VLM the conversation ``vlm/hf.py`` writes (the user's turn
+    with an image placeholder TRL fills, the reply begun); for the built-in VLM its prompt text."""
+    if _is_builtin(vlm):
+        return [{"role": "user", "content": rl_prompt(ex, cfg, sampling)}]
+    from ..vlm.hf import chat_messages
+
+    return chat_messages(rl_prompt(ex, cfg, sampling), has_image=True)
 
 
 # -- held-out measurements ---------------------------------------------------------------------
@@ -391,6 +413,23 @@ def _trainer_args(cfg: RLConfig, out: Path, seed: int, device: torch.device):
     return RLOOConfig(**common)
 
 
+def make_trainer(vlm, policy, prompts: Sequence[Example], funcs: list, weights: list[float], cfg: RLConfig, sampling,
+                 out: Path, seed: int, callbacks: Sequence = ()):
+    """TRL's GRPO or RLOO trainer over ``prompts`` (one row each: the prompt, its image, its id)."""
+    from datasets import Dataset
+
+    dataset = Dataset.from_list([{"prompt": prompt_messages(vlm, ex, cfg, sampling), "image": ex.image,
+                                  "example_id": ex.id} for ex in prompts])
+    args = _trainer_args(cfg, out, seed, vlm.device)
+    args.reward_weights = weights
+    if cfg.algorithm == "grpo":
+        from trl import GRPOTrainer as Trainer
+    else:
+        from trl import RLOOTrainer as Trainer
+    return Trainer(model=policy, reward_funcs=funcs, args=args, train_dataset=dataset,
+                   processing_class=trl_processor(vlm), callbacks=list(callbacks))
+
+
 def _last_checkpoint(out: Path) -> str | None:
     ckpts = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]) if p.name.split("-")[1].isdigit() else -1)
     return str(ckpts[-1]) if ckpts else None
@@ -426,8 +465,6 @@ def run_rl(vlm, start_adapter: Path, reward_dir: Path, train: Sequence[Example],
     (the best evaluation's), ``out/rl.json`` and ``out/rl.png``; resumes from TRL's last checkpoint."""
     import random
 
-    from datasets import Dataset
-
     from ..reward import NEEDS_VLM, load_reward, reward_kind
 
     cfg.check()
@@ -453,18 +490,10 @@ def run_rl(vlm, start_adapter: Path, reward_dir: Path, train: Sequence[Example],
         prompts = random.Random(seed).sample(prompts, cfg.train_examples)
     if any(ex.image is None for ex in prompts):
         raise UserError("rl: every training question needs its image")
-    dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": rl_prompt(ex, cfg, sampling)}], "image": ex.image,
-                                  "example_id": ex.id} for ex in prompts])
     policy = top_level_policy(vlm, start_adapter)
     monitor = RLMonitor(vlm, policy, scorer, val[: cfg.eval_examples], cfg, out, start_adapter, sampling, log)
-    args = _trainer_args(cfg, out / "trl", seed, vlm.device)
-    args.reward_weights = weights
-    if cfg.algorithm == "grpo":
-        from trl import GRPOTrainer as Trainer
-    else:
-        from trl import RLOOTrainer as Trainer
-    trainer = Trainer(model=policy, reward_funcs=funcs, args=args, train_dataset=dataset,
-                      processing_class=trl_processor(vlm), callbacks=[monitor.callback()])
+    trainer = make_trainer(vlm, policy, prompts, funcs, weights, cfg, sampling, out / "trl", seed,
+                           callbacks=[monitor.callback()])
     resume = _last_checkpoint(out / "trl")
     log(f"RL ({cfg.algorithm}): {cfg.steps} steps of {cfg.prompts_per_step} questions x {cfg.num_generations} "
         f"completions, beta {cfg.beta}, rewards " + ", ".join(f"{f.__name__} x{w:g}" for f, w in zip(funcs, weights))

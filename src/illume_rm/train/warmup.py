@@ -36,6 +36,9 @@ TRAINER_VERSION = 1
 
 @dataclass
 class WarmupConfig:
+    # a pretrained Hugging Face VLM (model.base: a folder) already sees: the loop starts from it as it is,
+    # unless this is False (then it is warmed up like the built-in VLM)
+    skip_pretrained: bool = field(default=True, metadata={"hash_default": False})
     steps: int = 120
     batch_size: int = 16
     lr: float = 1e-3

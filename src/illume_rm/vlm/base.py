@@ -100,21 +100,22 @@ class VLM(abc.ABC):
         return out
 
 
-def sequence_logprobs(tokens: torch.Tensor, logits: Sequence[torch.Tensor], eos_token_id: int) -> list[float]:
+def sequence_logprobs(tokens: torch.Tensor, logits: Sequence[torch.Tensor], eos_token_id: int | Sequence[int]) -> list[float]:
     """Sum of log p(token) under the model's raw logits for each generated row, up to and
-    including the first EOS (what follows it is padding)."""
+    including the first EOS (any of them, when several end a reply; what follows is padding)."""
     if not logits:
         return [0.0] * tokens.shape[0]
     steps = torch.stack(list(logits), dim=1).float()  # [rows, steps, vocab]
     tokens = tokens[:, : steps.shape[1]]
     lp = torch.log_softmax(steps, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    is_eos = (tokens == eos_token_id).int()
+    ends = torch.tensor([eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id), device=tokens.device)
+    is_eos = torch.isin(tokens, ends).int()
     after_eos = (is_eos.cumsum(1) - is_eos) > 0
     return lp.masked_fill(after_eos, 0.0).sum(1).tolist()
 
 
 def generation_kwargs(max_new_tokens: int, do_sample: bool, temperature: float, top_k: int,
-                      num_return_sequences: int, pad_token_id: int, eos_token_id: int | None) -> dict:
+                      num_return_sequences: int, pad_token_id: int, eos_token_id: int | list[int] | None) -> dict:
     """Arguments for ``generate``: top-k sampling at a temperature, or greedy; raw logits kept for log-probs."""
     kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, num_return_sequences=num_return_sequences,
                   pad_token_id=pad_token_id, return_dict_in_generate=True, output_logits=True)

@@ -1,8 +1,13 @@
 """Any Hugging Face image-text-to-text model in a local folder, behind the VLM interface.
 
-The folder holds the model and its processor (``save_pretrained`` of both).
-The processor's image token (``processor.image_token``) is put before the
-prompt of each item that has an image; text-only items have none.
+The folder holds the model and its processor (``save_pretrained`` of both). Prompts go through the
+processor's chat template, as the model was instruction-tuned to read them: the built-in prompt
+``Q: {question} A: {reply so far}`` becomes the user's turn (the image, then ``Q: {question}``) and
+an assistant turn begun with the reply so far (``giraffe, seeing that``; none for the answer
+prompt); a target continues the assistant turn, and only the assistant's tokens are labels (the
+turn's end included, so the model learns to stop). Each family's own image tokens (LLaVA's
+``<image>``, Qwen2-VL's vision start/pad/end, Idefics3's tiles) are the processor's business.
+Generation pads on the left and stops at any of the model's end tokens (the end of a turn too).
 """
 from __future__ import annotations
 
@@ -16,6 +21,30 @@ from ..errors import UserError
 from .base import VLM, Item, generation_kwargs, group_rows, sequence_logprobs, weighted_mean
 from .builtin import default_device
 
+# families tested offline with tiny random models of their own classes (tests/test_families.py)
+TESTED_FAMILIES = ("llava", "qwen2_vl", "idefics3")
+
+
+def chat_turns(prompt: str) -> tuple[str, str]:
+    """``"Q: what is it? A: giraffe, seeing that"`` -> the user's text ``"Q: what is it?"`` and the
+    assistant's reply so far ``"giraffe, seeing that"`` (empty for ``"Q: what is it? A:"``)."""
+    k = prompt.rfind(" A:")
+    if k < 0:
+        return prompt.strip(), ""
+    return prompt[:k].strip(), prompt[k + 3:].strip()
+
+
+def chat_messages(prompt: str, has_image: bool, reply: str | None = None) -> list[dict]:
+    """The conversation of a prompt: the user's turn (the image first), then the assistant's reply
+    (``reply``, else the reply so far) when there is one."""
+    user, so_far = chat_turns(prompt)
+    messages = [{"role": "user", "content": ([{"type": "image"}] if has_image else [])
+                 + [{"type": "text", "text": user}]}]
+    reply = so_far if reply is None else reply
+    if reply:
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": reply}]})
+    return messages
+
 
 class HFVLM(VLM):
     def __init__(self, model, processor, device=None, path: str | None = None):
@@ -28,33 +57,54 @@ class HFVLM(VLM):
         self.image_token = getattr(processor, "image_token", None)
         self.path = path
         self.name = Path(path).name if path else type(model).__name__
+        if not getattr(processor, "chat_template", None):
+            raise UserError(f"{path or self.name}: the processor has no chat template, so illume-rm cannot write "
+                            "prompts the way this model reads them; give it one (a chat_template.jinja beside "
+                            "the processor's files, or processor.chat_template = ... then save_pretrained)")
+        # every token that ends a reply: the tokenizer's EOS and the model's own (the end of a turn)
+        ends = getattr(model.generation_config, "eos_token_id", None)
+        ends = [] if ends is None else ([ends] if isinstance(ends, int) else list(ends))
+        self.end_ids = list(dict.fromkeys([self.tokenizer.eos_token_id, *ends]))
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> "HFVLM":
+        import json
+
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
+        family = json.loads((Path(path) / "config.json").read_text()).get("model_type")
         try:
             model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
             processor = AutoProcessor.from_pretrained(path)
         except (OSError, ValueError, KeyError) as exc:
-            raise UserError(f"model checkpoint {path} cannot be loaded as an image-text-to-text model: {exc}") from None
+            raise UserError(f"model checkpoint {path}: a {family!r} model cannot be loaded as an image-text-to-text "
+                            f"model ({str(exc).splitlines()[0][:200]}); families tested here: "
+                            f"{', '.join(TESTED_FAMILIES)}") from None
         model.eval()
         return cls(model, processor, device, str(path))
+
+    def _render(self, messages: list[dict], reply_done: bool) -> str:
+        """A conversation as the chat template writes it: closed after a whole reply, else open for
+        the model to continue (its reply begun, or the assistant's turn about to start)."""
+        last_is_reply = messages[-1]["role"] == "assistant"
+        return self.processor.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=not last_is_reply,
+            continue_final_message=last_is_reply and not reply_done)
 
     def _encode(self, items: Sequence[Item], with_targets: bool, padding_side: str) -> dict:
         texts, images = [], []
         for img, prompt, target in items:
-            text = prompt + ((target or "") + self.tokenizer.eos_token if with_targets else "")
+            if with_targets:
+                reply = (chat_turns(prompt)[1] + (target or "")).strip()
+                texts.append(self._render(chat_messages(prompt, img is not None, reply), reply_done=True))
+            else:
+                texts.append(self._render(chat_messages(prompt, img is not None), reply_done=False))
             if img is not None:
-                if self.image_token is None:
-                    raise UserError(f"{self.name}: the processor has no image token, so it cannot take images")
-                text = self.image_token + text
                 try:
                     with Image.open(img) as im:
                         images.append(im.convert("RGB"))
                 except OSError as exc:
                     raise UserError(f"image {img} cannot be read: {exc}") from None
-            texts.append(text)
         self.tokenizer.padding_side = padding_side
         kwargs = dict(text=texts, return_tensors="pt", padding=True)
         if images:
@@ -73,21 +123,27 @@ class HFVLM(VLM):
         return (-(tok * mask).sum(1)).tolist()
 
     def _target_token_losses(self, items: Sequence[Item]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per token, its cross-entropy and whether it is a target token (the target and its EOS)."""
+        """Per token, its cross-entropy and whether it is a target token (the reply's, its end included)."""
+        batch, labels = self.labelled(items)
+        logits = self.model(**batch).logits[:, :-1].float()
+        targets = labels[:, 1:]
+        tok = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                                ignore_index=-100, reduction="none").view(targets.shape)
+        return tok, (targets != -100).float()
+
+    def labelled(self, items: Sequence[Item]) -> tuple[dict, torch.Tensor]:
+        """The batch of whole conversations and its labels: the assistant's tokens after the prompt
+        (the reply begun is prompt), -100 elsewhere."""
         batch = self._encode(items, True, "right")
         prompt_only = self._encode([(i, p, None) for i, p, _ in items], False, "right")
         labels = batch["input_ids"].clone()
         labels[batch["attention_mask"] == 0] = -100
         for row, n in enumerate(prompt_only["attention_mask"].sum(1).tolist()):
             labels[row, :n] = -100
-        # the EOS after the target is a real label even when it is also the pad token
+        # the end of the reply is a real label even when it is also the pad token
         for row, n in enumerate(batch["attention_mask"].sum(1).tolist()):
             labels[row, n - 1] = batch["input_ids"][row, n - 1]
-        logits = self.model(**batch).logits[:, :-1].float()
-        targets = labels[:, 1:]
-        tok = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                                ignore_index=-100, reduction="none").view(targets.shape)
-        return tok, (targets != -100).float()
+        return batch, labels
 
     @torch.no_grad()
     def generate_scored(self, items: Sequence[Item], max_new_tokens: int = 24, do_sample: bool = False,
@@ -95,10 +151,10 @@ class HFVLM(VLM):
                         num_return_sequences: int = 1) -> list[list[tuple[str, float]]]:
         batch = self._encode(items, False, "left")
         kwargs = generation_kwargs(max_new_tokens, do_sample, temperature, top_k, num_return_sequences,
-                                   self.tokenizer.pad_token_id, self.tokenizer.eos_token_id)
+                                   self.tokenizer.pad_token_id, self.end_ids)
         with self.inference_autocast():
             out = self.model.generate(**batch, **kwargs)
         new = out.sequences[:, batch["input_ids"].shape[1]:]
         texts = [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
-        logprobs = sequence_logprobs(new, out.logits, self.tokenizer.eos_token_id)
+        logprobs = sequence_logprobs(new, out.logits, self.end_ids)
         return group_rows(list(zip(texts, logprobs)), num_return_sequences)

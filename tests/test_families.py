@@ -1,0 +1,109 @@
+"""The VLM families people use, behind the one VLM interface: prompts through each family's chat
+template (labels on the assistant's turn only), generation with left padding and several samples,
+LoRA on the language model only, adapters saved and loaded. Tiny random models of each family's own
+classes, built offline (tests/families.py; LLaVA's in test_vlm.py)."""
+import json
+import shutil
+
+import pytest
+import torch
+
+from families import tiny_idefics3
+from illume_rm.errors import UserError
+from illume_rm.vlm import load_vlm
+from test_vlm import tiny_llava
+
+FAMILIES = {"llava": (tiny_llava, "ASSISTANT:", "vision_tower"), "idefics3": (tiny_idefics3, "Assistant:", "vision_model")}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_a_family_behind_the_vlm_interface(family, tmp_path, shapes_small):
+    from illume_rm.data import load_examples
+    from illume_rm.records import Candidate
+    from illume_rm.train.finetune import FinetuneConfig, finetune
+    from illume_rm.train.lora import LoraConfig, load_adapter, save_adapter
+    from illume_rm.vlm.hf import TESTED_FAMILIES
+
+    build, assistant, tower = FAMILIES[family]
+    assert family in TESTED_FAMILIES
+    folder = build(tmp_path / family)
+    vlm = load_vlm(folder)
+    exs = load_examples(shapes_small, "train")[:8]
+    items = [(exs[0].image, "Q: What is it? A:", " yes"),
+             (exs[1].image, "Q: What colour? A: red, seeing that", " it is red")]
+    # the chat: the user's turn with the image, then the assistant's; the reply begun is prompt
+    batch, labels = vlm.labelled(items)
+    tok = vlm.tokenizer
+    for row, reply in zip(range(2), ("yes", " it is red")):
+        said = tok.decode(batch["input_ids"][row][labels[row] != -100])
+        assert said.strip().startswith(reply.strip()) and said.strip() != reply.strip(), said  # the reply, then its end
+        assert assistant in tok.decode(batch["input_ids"][row][labels[row] == -100])
+    # generation: left-padded prompts of different lengths, several samples each
+    out = vlm.generate([(i, p, None) for i, p, _ in items], max_new_tokens=3, do_sample=True,
+                       num_return_sequences=3)
+    assert [len(o) for o in out] == [3, 3]
+    one = vlm.generate([items[1][:2] + (None,)], max_new_tokens=3)
+    assert vlm.generate([(i, p, None) for i, p, _ in items], max_new_tokens=3)[1] == one[0]  # padding changes nothing
+    # LoRA on the language model only; an adapter saved and loaded gives the same loss
+    accepted = [Candidate(id=f"{e.id}#0", example_id=e.id, answer=e.answer, rationale=e.explanations[0]) for e in exs]
+    finetune(vlm, exs, accepted, FinetuneConfig(steps=2, batch_size=4, lr=1e-2, answer_ratio=1.0,
+                                                lora=LoraConfig(r=4, alpha=8)), log=lambda s: None)
+    trained = [n for n, p in vlm.model.named_parameters() if p.requires_grad]
+    assert trained and all("lora_" in n for n in trained) and not any(tower in n for n in trained)
+    with torch.no_grad():
+        tuned = float(vlm.loss(items))
+    save_adapter(vlm, tmp_path / "adapter")
+    again = load_vlm(folder)
+    load_adapter(again, tmp_path / "adapter")
+    with torch.no_grad():
+        assert float(again.loss(items)) == pytest.approx(tuned, rel=1e-5)
+
+
+def test_a_processor_without_a_chat_template_is_refused(tmp_path):
+    folder = tiny_llava(tmp_path / "llava")
+    for f in folder.glob("chat_template*"):
+        f.unlink()
+    cfg = folder / "processor_config.json"
+    if cfg.exists():
+        d = json.loads(cfg.read_text())
+        d.pop("chat_template", None)
+        cfg.write_text(json.dumps(d))
+    with pytest.raises(UserError, match="no chat template.*chat_template.jinja"):
+        load_vlm(folder)
+
+
+def test_an_unsupported_family_is_named(tmp_path):
+    folder = tiny_llava(tmp_path / "llava")
+    shutil.copy(folder / "config.json", tmp_path / "config.orig")
+    d = json.loads((folder / "config.json").read_text())
+    d["model_type"] = "mystery_vlm"
+    (folder / "config.json").write_text(json.dumps(d))
+    with pytest.raises(UserError, match="'mystery_vlm'.*families tested here: llava"):
+        load_vlm(folder)
+
+
+def test_lora_targets_that_name_nothing_are_refused(tmp_path):
+    from illume_rm.train.lora import LoraConfig, add_lora
+
+    vlm = load_vlm(tiny_llava(tmp_path / "llava"))
+    with pytest.raises(UserError, match="lora.target_modules"):
+        add_lora(vlm, LoraConfig(target_modules=r".*\.no_such_layer"))
+
+
+def test_the_loop_starts_from_a_pretrained_model_without_warm_up(tmp_path):
+    """model.base: a local VLM folder of another family: no warm-up; iterate runs the loop on it."""
+    from click.testing import CliRunner
+
+    from illume_rm.cli import cli
+    from test_loop import RECIPE
+
+    folder = tiny_idefics3(tmp_path / "idefics3")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RECIPE.format(base=folder).replace("max_iterations: 2", "max_iterations: 1"))
+    r = CliRunner().invoke(cli, ["warmup", str(recipe)])
+    assert r.exit_code == 0 and "nothing to warm up" in r.output, r.output
+    r = CliRunner().invoke(cli, ["iterate", str(recipe), "--run", str(tmp_path / "run")])
+    assert r.exit_code == 0, r.output
+    assert "pretrained idefics3 model; no warm-up" in r.output
+    assert (tmp_path / "run" / "warm-up.txt").read_text().strip() == str(folder.resolve())
+    assert (tmp_path / "run" / "iter-000" / "adapter" / "adapter_config.json").exists()
