@@ -39,3 +39,78 @@ def tiny_idefics3(folder: Path) -> Path:
     Idefics3Processor(image_processor=images, tokenizer=tok, image_seq_len=1,
                       chat_template=IDEFICS3_TEMPLATE).save_pretrained(folder)
     return folder
+
+
+# LLaVA-NeXT (Mistral/Vicuna-style [INST] template, as llava-hf's llava-v1.6-mistral ships it)
+LLAVA_NEXT_TEMPLATE = ("{% for message in messages %}{% if message['role'] == 'user' %}{{ '[INST] ' }}"
+                       "{% for item in message['content'] %}{% if item['type'] == 'image' %}{{ '<image>\\n' }}"
+                       "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}{{ ' [/INST]' }}"
+                       "{% else %}{% for item in message['content'] %}{% if item['type'] == 'text' %}{{ item['text'] }}"
+                       "{% endif %}{% endfor %}{{ eos_token }}{% endif %}{% endfor %}")
+
+
+def tiny_llava_next(folder: Path) -> Path:
+    """LLaVA-NeXT: any-resolution tiles of a CLIP tower, a Llama text model."""
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaNextConfig, LlavaNextForConditionalGeneration
+    from transformers import LlavaNextProcessor
+    from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
+
+    from illume_rm.vlm.weights import _tiny_tokenizer
+
+    tok = _tiny_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                              image_size=32, patch_size=8, projection_dim=32)
+    text = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, pad_token_id=tok.pad_token_id,
+                       eos_token_id=tok.eos_token_id)
+    cfg = LlavaNextConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
+                          image_grid_pinpoints=[[32, 32], [32, 64], [64, 32], [64, 64]], vision_feature_layer=-1,
+                          image_seq_length=16)
+    torch.manual_seed(0)
+    LlavaNextForConditionalGeneration(cfg).save_pretrained(folder)
+    images = LlavaNextImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
+                                        image_grid_pinpoints=[[32, 32], [32, 64], [64, 32], [64, 64]])
+    LlavaNextProcessor(image_processor=images, tokenizer=tok, patch_size=8, vision_feature_select_strategy="default",
+                       num_additional_image_tokens=1, chat_template=LLAVA_NEXT_TEMPLATE).save_pretrained(folder)
+    return folder
+
+
+# Gemma3's chat template, shortened (no system turn): its turns and its image marker
+GEMMA3_TEMPLATE = ("{{ bos_token }}{% for message in messages %}{% set role = 'model' if message['role'] == 'assistant' "
+                   "else message['role'] %}{{ '<start_of_turn>' + role + '\\n' }}{% for item in message['content'] %}"
+                   "{% if item['type'] == 'image' %}{{ '<start_of_image>' }}{% elif item['type'] == 'text' %}"
+                   "{{ item['text'] | trim }}{% endif %}{% endfor %}{{ '<end_of_turn>\\n' }}{% endfor %}"
+                   "{% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}")
+
+
+def tiny_gemma3(folder: Path) -> Path:
+    """Gemma3: a SigLIP tower pooled to a few soft tokens, a Gemma3 text model."""
+    from transformers import AutoTokenizer, Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor
+    from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
+
+    from illume_rm.vlm.weights import _tiny_tokenizer
+
+    tok = _tiny_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<start_of_image>", "<end_of_image>", "<image_soft_token>",
+                                                          "<start_of_turn>", "<end_of_turn>"]})
+    tok.save_pretrained(folder / "tokenizer")
+    tok = AutoTokenizer.from_pretrained(folder / "tokenizer", extra_special_tokens={
+        "boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"})
+    end = tok.convert_tokens_to_ids("<end_of_turn>")
+    cfg = Gemma3Config(
+        text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=8, eos_token_id=end,
+                         pad_token_id=tok.pad_token_id, sliding_window=64),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+                           image_size=32, patch_size=8),
+        mm_tokens_per_image=4, boi_token_index=tok.boi_token_id, eoi_token_index=tok.eoi_token_id,
+        image_token_index=tok.image_token_id)
+    torch.manual_seed(0)
+    model = Gemma3ForConditionalGeneration(cfg)
+    model.generation_config.eos_token_id = end
+    model.save_pretrained(folder)
+    images = Gemma3ImageProcessorPil(size={"height": 32, "width": 32})
+    Gemma3Processor(image_processor=images, tokenizer=tok, image_seq_length=4,
+                    chat_template=GEMMA3_TEMPLATE).save_pretrained(folder)
+    return folder

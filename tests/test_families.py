@@ -8,12 +8,14 @@ import shutil
 import pytest
 import torch
 
-from families import tiny_idefics3
+from families import tiny_gemma3, tiny_idefics3, tiny_llava_next
 from illume_rm.errors import UserError
 from illume_rm.vlm import load_vlm
 from test_vlm import tiny_llava
 
-FAMILIES = {"llava": (tiny_llava, "ASSISTANT:", "vision_tower"), "idefics3": (tiny_idefics3, "Assistant:", "vision_model")}
+FAMILIES = {"llava": (tiny_llava, "ASSISTANT:", "vision_tower"), "idefics3": (tiny_idefics3, "Assistant:", "vision_model"),
+            "llava_next": (tiny_llava_next, "[/INST]", "vision_tower"),
+            "gemma3": (tiny_gemma3, "<start_of_turn>model", "vision_tower")}
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))

@@ -22,7 +22,7 @@ from .base import VLM, Item, generation_kwargs, group_rows, sequence_logprobs, w
 from .builtin import default_device
 
 # families tested offline with tiny random models of their own classes (tests/test_families.py)
-TESTED_FAMILIES = ("llava", "qwen2_vl", "idefics3")
+TESTED_FAMILIES = ("llava", "llava_next", "idefics3", "gemma3")
 
 
 def chat_turns(prompt: str) -> tuple[str, str]:
@@ -102,7 +102,7 @@ class HFVLM(VLM):
             if img is not None:
                 try:
                     with Image.open(img) as im:
-                        images.append(im.convert("RGB"))
+                        images.append([im.convert("RGB")])  # per text its images (Gemma3 and Idefics3 ask for it)
                 except OSError as exc:
                     raise UserError(f"image {img} cannot be read: {exc}") from None
         self.tokenizer.padding_side = padding_side
