@@ -171,3 +171,19 @@ def test_rl_cells_share_their_sft_cell_and_are_compared_with_it(sweep_recipe, tm
     report = (out / "sweep.md").read_text()
     assert "| reward-cross-encoder-b0.5-grpo - reward-cross-encoder-b0.5 | grounded |" in report
     assert "| reward-cross-encoder-b0.5-grpo vs reward-cross-encoder-b0.5 |" in report  # the oracle's win rate
+
+
+def test_gt_sft_at_fractions_counts_the_explanations_it_used(sweep_recipe, tmp_path):
+    from illume_rm.config import load_recipe
+    from illume_rm.data import load_examples
+
+    out = tmp_path / "sweep"
+    extra = ["--set", "sweep.seeds=[0]", "--set", "sweep.budgets=[]", "--set", "sweep.references=[]",
+             "--set", "sweep.gt_fractions=[0.25, 0.5]"]
+    r = CliRunner().invoke(cli, ["sweep", str(sweep_recipe), "--out", str(out), *extra])
+    assert r.exit_code == 0, r.output
+    report = (out / "sweep.md").read_text()
+    n = len([e for e in load_examples(load_recipe(str(sweep_recipe)).data, "train") if e.explanations])
+    assert f"| gt-sft-f0.25 | {round(n * 0.25)} |" in report and f"| gt-sft-f0.5 | {round(n * 0.5)} |" in report
+    assert "| length_scorer_alternate - gt-sft-f0.5 | grounded |" in report
+    assert (out / "sweep.png").exists()

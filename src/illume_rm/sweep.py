@@ -336,6 +336,7 @@ def report(recipe_path: str, overrides: list[str], out: Path, log: Log = print) 
     cfg = base.sweep
     examples = {ex.id: ex for ex in load_examples(base.data, "val")}
     train: dict | None = None
+    written: set | None = None
     done: dict[str, list[tuple[Cell, dict, dict]]] = {}
     for c in cells(cfg):
         folder = out / c.name
@@ -344,9 +345,13 @@ def report(recipe_path: str, overrides: list[str], out: Path, log: Log = print) 
             continue
         summary = run_summary(folder)
         m = summary["history"][-1][1]
+        if c.group.startswith("gt-sft-f") and written is None:
+            written = {ex.id for ex in load_examples(base.data, "train") if ex.explanations}
         row = {"seed": c.seed, "human": summary["human_judgements"], "grounded": 100 * m.get("grounded_rate", float("nan")),
                "CIDEr": m["unfiltered"].get("CIDEr", float("nan")), "accuracy": 100 * m["answer_accuracy"],
                "questions": per_question(final[1], examples), "budget": c.budget}
+        if c.group.startswith("gt-sft-f"):  # the written explanations it trained on (finetune.gt_items)
+            row["written"] = round(len(written) * float(c.group[len("gt-sft-f"):]))
         if c.kind == "reward":
             if train is None:
                 train = {ex.id: ex for ex in load_examples(base.data, "train")}
@@ -378,11 +383,26 @@ def report(recipe_path: str, overrides: list[str], out: Path, log: Log = print) 
             if ag:
                 lines.append(f"| {g} | {fmt(seeds_n)} | {fmt([a['roc_auc'] for a in ag], 3)} | "
                              f"{fmt([a['accuracy'] for a in ag], 3)} | {fmt([a['kappa'] for a in ag], 3)} |")
+    gt = sorted((g for g in done if g.startswith("gt-sft-f")), key=lambda g: float(g[len("gt-sft-f"):]))
+    if gt:
+        gold_rows = [r for _, r, _ in done.get(cfg.gold.replace(":", "_"), [])]
+        lines += ["", "GT-SFT at fractions of the written explanations (each question's explanation written by a "
+                  "person), against the gold loop's human judgements (selections among sampled rationales):", "",
+                  "| run | explanations written | grounded % | CIDEr | answer accuracy % |", "|---|---|---|---|---|"]
+        if gold_rows:
+            lines.append(f"| {cfg.gold} loop | 0 ({fmt([r['human'] for r in gold_rows])} judgements) | "
+                         f"{fmt([r['grounded'] for r in gold_rows])} | {fmt([r['CIDEr'] for r in gold_rows])} | "
+                         f"{fmt([r['accuracy'] for r in gold_rows])} |")
+        for g in gt:
+            rs = [r for _, r, _ in done[g]]
+            lines.append(f"| {g} | {rs[0]['written']} | {fmt([r['grounded'] for r in rs])} | "
+                         f"{fmt([r['CIDEr'] for r in rs])} | {fmt([r['accuracy'] for r in rs])} |")
     # paired differences, over (seed, question), against the gold loop and the controls
     gold_group = cfg.gold.replace(":", "_")
     pairs = [(g, gold_group) for g in done if g.startswith("reward-")]
     pairs += [(g, _rl_base(g)) for g in done if _rl_base(g)]  # RL after SFT against SFT alone, same budget
     pairs += [(j.replace(":", "_"), ref) for j in cfg.judges for ref in ("answer-only", "gt-sft") if ref in done]
+    pairs += [(gold_group, g) for g in done if g.startswith("gt-sft-f")]  # ILLUME against GT-SFT at each fraction
     diffs, wins_lines = [], []
     for a, b in pairs:
         if a not in done or b not in done:
@@ -443,8 +463,14 @@ def plot(path: Path, done: dict, gold_group: str) -> None:
     from matplotlib.ticker import NullFormatter
 
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    others = [g for g in done if not g.startswith("reward-")]
+    others = [g for g in done if not g.startswith(("reward-", "gt-sft-f"))]
+    gt = sorted((g for g in done if g.startswith("gt-sft-f")), key=lambda g: done[g][0][1]["written"])
     for ax, metric in zip(axes, metrics):
+        if gt:  # GT-SFT against the explanations people wrote for it (another kind of human effort)
+            ms = [mean_ci([r[metric] for _, r, _ in done[g]]) for g in gt]
+            ax.errorbar([done[g][0][1]["written"] for g in gt], [m for m, _ in ms],
+                        yerr=[0 if math.isnan(h) else h for _, h in ms], marker="x", linestyle=":", capsize=3,
+                        color="gray", label="GT-SFT (x: explanations written)")
         for n, (kind, points) in enumerate(sorted(kinds.items())):
             points.sort(key=lambda p: p[0])
             xs = [mean_ci([r["human"] for _, r, _ in rows])[0] for _, rows in points]
@@ -464,7 +490,7 @@ def plot(path: Path, done: dict, gold_group: str) -> None:
                 ax.errorbar([gold_x], [m], yerr=[0 if math.isnan(h) else h], marker="s", color="black", capsize=3)
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel("human judgements spent")
+        ax.set_xlabel("human judgements spent (GT-SFT: explanations written)" if gt else "human judgements spent")
         ax.set_title({"grounded": "grounded rate (%)", "CIDEr": "CIDEr", "accuracy": "answer accuracy (%)"}[metric])
     axes[0].legend(fontsize=7)
     fig.tight_layout()
