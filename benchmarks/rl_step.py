@@ -5,8 +5,9 @@
 Both train the same adapter on 16 sequences a step: SFT on 16 (image, prompt, target) items, as
 fine-tuning does (explained and answer-only mixed); GRPO on 4 questions x 4 sampled rationales
 (sampling, the reward model's scoring, the policy's and the reference's log-probabilities, the
-backward pass). Steps are timed after one untimed step of each; prints steps/s and sequences/s and
-the ratio, and where the GRPO step's time goes (TRL's own profiling of generation and scoring).
+backward pass). Steps are timed after one untimed step of each (GRPO: TRL's own step_time); prints
+steps/s, sequences/s and the ratio. SFT reads the cached image features; GRPO runs the image encoder
+in each forward (TRL passes pixels), which is part of what it costs.
 """
 from __future__ import annotations
 

@@ -302,3 +302,17 @@ def test_grpo_on_a_hugging_face_vlm(tmp_path, shapes_small):
     assert [e["step"] for e in report["evaluations"]] == [0, 2] and report["evaluations"][1]["kl"] != 0.0
     again = load_vlm(path)
     load_adapter(again, tmp_path / "out" / "adapter")
+
+
+def test_rl_settings_of_a_run_without_rl_are_no_difference(tmp_path, tiny_vlm_path):
+    """A sweep's base recipe sets rl: for its RL cells; its other cells run none, and their folders,
+    made before, are the same runs."""
+    from illume_rm.config import load_recipe
+    from illume_rm.loop import Run
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(LOOP.format(base=tiny_vlm_path))
+    Run(load_recipe(str(recipe)), tmp_path / "run", tiny_vlm_path).prepare()
+    Run(load_recipe(str(recipe), ["rl.steps=9", "rl.lr=1e-3"]), tmp_path / "run", tiny_vlm_path).prepare()
+    with pytest.raises(UserError, match="started with another recipe"):
+        Run(load_recipe(str(recipe), ["rl.algorithm=grpo"]), tmp_path / "run", tiny_vlm_path).prepare()
