@@ -187,3 +187,18 @@ def test_gt_sft_at_fractions_counts_the_explanations_it_used(sweep_recipe, tmp_p
     assert f"| gt-sft-f0.25 | {round(n * 0.25)} |" in report and f"| gt-sft-f0.5 | {round(n * 0.5)} |" in report
     assert "| length_scorer_alternate - gt-sft-f0.5 | grounded |" in report
     assert (out / "sweep.png").exists()
+
+
+def test_a_cell_that_fails_is_reported_and_the_others_run(sweep_recipe, tmp_path):
+    """A reward cell whose seed holds one class cannot train its model: the sweep goes on with the
+    other cells, says which failed and why, and tries it again when rerun."""
+    out = tmp_path / "sweep"
+    extra = ["--set", "sweep.seeds=[0]", "--set", "sweep.budgets=[0.01]", "--set", "sweep.references=[answer-only]"]
+    r = CliRunner().invoke(cli, ["sweep", str(sweep_recipe), "--out", str(out), *extra])
+    assert r.exit_code == 0, r.output
+    assert "cell reward-cross-encoder-b0.01-s0 failed: the training judgements hold only one class" in r.output
+    assert (out / "answer-only-s0" / "loop.json").exists()  # run after the failed cell
+    report = (out / "sweep.md").read_text()
+    assert "Cells that failed" in report and "- reward-cross-encoder-b0.01-s0: the training judgements" in report
+    r = CliRunner().invoke(cli, ["sweep", str(sweep_recipe), "--out", str(out), "--list", *extra])
+    assert "reward-cross-encoder-b0.01-s0\tfailed: the training judgements hold only one class" in r.output

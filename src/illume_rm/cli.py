@@ -586,7 +586,9 @@ def sweep(recipe, only, out, report_only, list_cells, data_path, images, overrid
     folder = Path(out) if out else Path("runs") / r.name
     if list_cells:
         for c in sw.pick(sw.cells(r.sweep), only):
-            done = "complete" if (folder / c.name / "loop.json").exists() else "to run"
+            why = sw.failure(folder / c.name)
+            done = ("complete" if (folder / c.name / "loop.json").exists()
+                    else f"failed: {why}" if why else "to run")
             click.echo(f"{c.name}\t{done}")
         return
     if not report_only:

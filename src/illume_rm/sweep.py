@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import UserError
-from .records import Candidate, read_jsonl
+from .records import Candidate, read_jsonl, write_json
 
 Log = Callable[[str], None]
 
@@ -193,12 +193,26 @@ def run_sweep(recipe_path: str, overrides: list[str], out: Path, only: tuple[str
                                                          if c.kind == "reward" else ""))
         run = Run(r, folder, warm, log=log)
         run.prepare()
+        (folder / FAILED).unlink(missing_ok=True)  # a cell that failed before is tried again
         _share_base(out, folder)
         _share_first_samples(out, folder)
         if c.sft_of:
             _share_sft(out / c.sft_of, folder)
-        run.run()
+        try:
+            run.run()
+        except UserError as exc:  # what this cell's data gives (e.g. a seed of one class), not bad input:
+            log(f"cell {c.name} failed: {exc}")  # the other cells still run, and the report names it
+            write_json(folder / FAILED, {"reason": str(exc)})
     return todo
+
+
+FAILED = "failed.json"
+
+
+def failure(folder: Path) -> str | None:
+    """Why a cell failed in its last attempt, or None."""
+    f = folder / FAILED
+    return json.loads(f.read_text())["reason"] if f.exists() else None
 
 
 def _share_base(out: Path, folder: Path) -> None:
@@ -357,6 +371,7 @@ def report(recipe_path: str, overrides: list[str], out: Path, log: Log = print) 
                 train = {ex.id: ex for ex in load_examples(base.data, "train")}
             row["agreement"] = _reward_agreement(folder, train, cfg.gold)
         done.setdefault(c.group, []).append((c, row, summary))
+    failed = [(c.name, failure(out / c.name)) for c in cells(cfg) if failure(out / c.name)]
     if not done:
         raise UserError(f"no cell of the sweep in {out} is complete yet (run `illume-rm sweep {recipe_path}`)")
     lines = [f"# Sweep {base.name}", "",
@@ -437,6 +452,9 @@ def report(recipe_path: str, overrides: list[str], out: Path, log: Log = print) 
                   "rationale is grounded, a loss where only the second's is; win rate = (wins + ties / 2) / pairs.",
                   "", "| pair | wins | losses | ties | win rate % |", "|---|---|---|---|---|"]
         lines += wins_lines
+    if failed:
+        lines += ["", "Cells that failed (left out of every row above):", ""]
+        lines += [f"- {name}: {reason}" for name, reason in failed]
     text = "\n".join(lines) + "\n\n![the sweep](sweep.png)\n"
     atomic_write_text(out / "sweep.md", text)
     plot(out / "sweep.png", done, gold_group)

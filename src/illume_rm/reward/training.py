@@ -48,7 +48,10 @@ def train_reward(rows: list, cfg: RewardConfig, out: str | Path, vlm=None, log=p
         raise UserError("no judgements to train the reward model on")
     train, held = split_heldout(rows, cfg.heldout_fraction, cfg.seed)
     if not any(y for _, _, y in train) or all(y for _, _, y in train):
-        raise UserError("the training judgements hold only one class (all accepted or all rejected)")
+        accepted = sum(bool(y) for _, _, y in rows)
+        raise UserError(f"the training judgements hold only one class ({accepted} of {len(rows)} judgements "
+                        f"accepted; {len(held)} held out): a reward model needs both; give it more "
+                        "judgements (selector.seed_judgements) or a seed judge that accepts some")
     torch.manual_seed(cfg.seed)  # the new head's start is part of the recipe: the same judgements, the same model
     model = CLASSES[cfg.kind].new(cfg)
     log(f"training a {cfg.kind} reward model on {len(train)} judgements "
