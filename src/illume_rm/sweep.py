@@ -463,7 +463,8 @@ def report(recipe_path: str, overrides: list[str], out: Path, log: Log = print) 
 
 def plot(path: Path, done: dict, gold_group: str) -> None:
     """Grounded rate, CIDEr and accuracy against human judgements spent (log x): one line per reward
-    kind over its budgets, the gold loop and the references as horizontal lines."""
+    kind over its budgets, the gold loop and the references as horizontal lines, GT-SFT against the
+    explanations it used; and the reward model's ROC-AUC against the gold judge by seed size."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -472,7 +473,8 @@ def plot(path: Path, done: dict, gold_group: str) -> None:
     from .evaluate.stats import mean_ci
 
     metrics = ("grounded", "CIDEr", "accuracy")
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, all_axes = plt.subplots(1, 4, figsize=(20, 4.2))
+    axes, agree_ax = all_axes[:3], all_axes[3]
     kinds: dict[str, list[tuple[float, dict]]] = {}
     for group, rows in done.items():
         if group.startswith("reward-"):
@@ -511,6 +513,27 @@ def plot(path: Path, done: dict, gold_group: str) -> None:
         ax.set_xlabel("human judgements spent (GT-SFT: explanations written)" if gt else "human judgements spent")
         ax.set_title({"grounded": "grounded rate (%)", "CIDEr": "CIDEr", "accuracy": "answer accuracy (%)"}[metric])
     axes[0].legend(fontsize=7)
+    # the reward model's agreement with the gold judge on the candidates it did not see, by seed size
+    for n, (kind, points) in enumerate(sorted(kinds.items())):
+        if kind.endswith(("-grpo", "-rloo")):
+            continue  # the same reward models as their SFT cells'
+        xs, ys, hs = [], [], []
+        for _, rows in sorted(points, key=lambda p: p[0]):
+            aucs = [r["agreement"]["roc_auc"] for _, r, _ in rows if r.get("agreement")]
+            if aucs:
+                m, h = mean_ci(aucs)
+                xs.append(mean_ci([r["human"] for _, r, _ in rows])[0])
+                ys.append(m)
+                hs.append(0 if math.isnan(h) else h)
+        if xs:
+            agree_ax.errorbar(xs, ys, yerr=hs, marker="o", capsize=3, label=kind, color=colours[n % len(colours)])
+    agree_ax.axhline(0.5, linestyle=":", color="gray", linewidth=1)
+    agree_ax.set_xscale("log")
+    agree_ax.xaxis.set_minor_formatter(NullFormatter())
+    agree_ax.set_xlabel("seed judgements (the reward model's training set)")
+    agree_ax.set_title("reward model vs gold: ROC-AUC, unseen candidates")
+    if agree_ax.lines:
+        agree_ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
