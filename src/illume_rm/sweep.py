@@ -380,6 +380,9 @@ def report(recipe_path: str, overrides: list[str], out: Path, log: Log = print) 
              "| run | seeds | human judgements | grounded % | CIDEr | answer accuracy % |", "|---|---|---|---|---|---|"]
 
     def fmt(vals, digits: int = 1):
+        vals = [v for v in vals if not math.isnan(v)]
+        if not vals:
+            return "n/a"  # e.g. grounded rate on data without scene graphs
         m, h = mean_ci(vals)
         return f"{m:.{digits}f}" if math.isnan(h) else f"{m:.{digits}f} ± {h:.{digits}f}"
 
@@ -416,6 +419,7 @@ def report(recipe_path: str, overrides: list[str], out: Path, log: Log = print) 
     gold_group = cfg.gold.replace(":", "_")
     pairs = [(g, gold_group) for g in done if g.startswith("reward-")]
     pairs += [(g, _rl_base(g)) for g in done if _rl_base(g)]  # RL after SFT against SFT alone, same budget
+    pairs += [(g, "answer-only") for g in done if _rl_base(g) and "answer-only" in done]  # and the control
     pairs += [(j.replace(":", "_"), ref) for j in cfg.judges for ref in ("answer-only", "gt-sft") if ref in done]
     pairs += [(gold_group, g) for g in done if g.startswith("gt-sft-f")]  # ILLUME against GT-SFT at each fraction
     diffs, wins_lines = [], []
