@@ -202,3 +202,18 @@ def test_a_cell_that_fails_is_reported_and_the_others_run(sweep_recipe, tmp_path
     assert "Cells that failed" in report and "- reward-cross-encoder-b0.01-s0: the training judgements" in report
     r = CliRunner().invoke(cli, ["sweep", str(sweep_recipe), "--out", str(out), "--list", *extra])
     assert "reward-cross-encoder-b0.01-s0\tfailed: the training judgements hold only one class" in r.output
+
+
+def test_the_plot_of_data_without_scene_graphs(tmp_path):
+    """VQA-X has no scene graphs, so no grounded rate: that panel says so, the others are drawn."""
+    from illume_rm.sweep import Cell, plot
+
+    def row(seed, human, budget=None):
+        return {"seed": seed, "human": human, "grounded": float("nan"), "CIDEr": 20.0 + seed, "accuracy": 40.0,
+                "budget": budget, "agreement": {"roc_auc": 0.7, "accuracy": 0.9, "kappa": 0.1}}
+
+    done = {"critic": [(Cell(f"critic-s{s}", "critic", s, []), row(s, 550), {}) for s in (0, 1)],
+            "reward-cross-encoder-b0.1": [(Cell(f"r-s{s}", "reward-cross-encoder-b0.1", s, [], 0.1, "reward"),
+                                           row(s, 55, 0.1), {}) for s in (0, 1)]}
+    plot(tmp_path / "p.png", done, "critic")
+    assert (tmp_path / "p.png").stat().st_size > 10_000

@@ -489,7 +489,15 @@ def plot(path: Path, done: dict, gold_group: str) -> None:
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     others = [g for g in done if not g.startswith(("reward-", "gt-sft-f"))]
     gt = sorted((g for g in done if g.startswith("gt-sft-f")), key=lambda g: done[g][0][1]["written"])
+    titles = {"grounded": "grounded rate (%)", "CIDEr": "CIDEr", "accuracy": "answer accuracy (%)"}
     for ax, metric in zip(axes, metrics):
+        if all(math.isnan(r[metric]) for rows in done.values() for _, r, _ in rows):
+            ax.set_title(titles[metric])  # e.g. the grounded rate of data without scene graphs
+            ax.text(0.5, 0.5, "no values\n(the oracle needs scene graphs)" if metric == "grounded" else "no values",
+                    ha="center", va="center", transform=ax.transAxes)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
         if gt:  # GT-SFT against the explanations people wrote for it (another kind of human effort)
             ms = [mean_ci([r[metric] for _, r, _ in done[g]]) for g in gt]
             ax.errorbar([done[g][0][1]["written"] for g in gt], [m for m, _ in ms],
@@ -515,8 +523,8 @@ def plot(path: Path, done: dict, gold_group: str) -> None:
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("human judgements spent (GT-SFT: explanations written)" if gt else "human judgements spent")
-        ax.set_title({"grounded": "grounded rate (%)", "CIDEr": "CIDEr", "accuracy": "answer accuracy (%)"}[metric])
-    axes[0].legend(fontsize=7)
+        ax.set_title(titles[metric])
+    next((ax for ax in axes if ax.lines), axes[0]).legend(fontsize=7)
     # the reward model's agreement with the gold judge on the candidates it did not see, by seed size
     for n, (kind, points) in enumerate(sorted(kinds.items())):
         if kind.endswith(("-grpo", "-rloo")):
@@ -532,8 +540,9 @@ def plot(path: Path, done: dict, gold_group: str) -> None:
         if xs:
             agree_ax.errorbar(xs, ys, yerr=hs, marker="o", capsize=3, label=kind, color=colours[n % len(colours)])
     agree_ax.axhline(0.5, linestyle=":", color="gray", linewidth=1)
-    agree_ax.set_xscale("log")
-    agree_ax.xaxis.set_minor_formatter(NullFormatter())
+    if len(agree_ax.lines) > 1:  # more than the chance line
+        agree_ax.set_xscale("log")
+        agree_ax.xaxis.set_minor_formatter(NullFormatter())
     agree_ax.set_xlabel("seed judgements (the reward model's training set)")
     agree_ax.set_title("reward model vs gold: ROC-AUC, unseen candidates")
     if agree_ax.lines:
