@@ -49,11 +49,9 @@ LLAVA_NEXT_TEMPLATE = ("{% for message in messages %}{% if message['role'] == 'u
                        "{% endif %}{% endfor %}{{ eos_token }}{% endif %}{% endfor %}")
 
 
-def tiny_llava_next(folder: Path) -> Path:
-    """LLaVA-NeXT: any-resolution tiles of a CLIP tower, a Llama text model."""
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaNextConfig, LlavaNextForConditionalGeneration
-    from transformers import LlavaNextProcessor
-    from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
+def clip_and_llama():
+    """The tokenizer (with ``<image>``) and the tiny CLIP vision and Llama text configs of the LLaVA family."""
+    from transformers import CLIPVisionConfig, LlamaConfig
 
     from illume_rm.vlm.weights import _tiny_tokenizer
 
@@ -64,6 +62,15 @@ def tiny_llava_next(folder: Path) -> Path:
     text = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                        num_attention_heads=4, num_key_value_heads=2, pad_token_id=tok.pad_token_id,
                        eos_token_id=tok.eos_token_id)
+    return tok, vision, text
+
+
+def tiny_llava_next(folder: Path) -> Path:
+    """LLaVA-NeXT: any-resolution tiles of a CLIP tower, a Llama text model."""
+    from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextProcessor
+    from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
+
+    tok, vision, text = clip_and_llama()
     cfg = LlavaNextConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
                           image_grid_pinpoints=[[32, 32], [32, 64], [64, 32], [64, 64]], vision_feature_layer=-1,
                           image_seq_length=16)

@@ -103,18 +103,12 @@ LLAVA_TEMPLATE = ("{% for message in messages %}{% if message['role'] != 'system
 
 def tiny_llava(folder):
     """A tiny randomly initialised LLaVA (real architecture, built from a config), saved with its processor."""
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-    from illume_rm.vlm.weights import _tiny_tokenizer
+    from families import clip_and_llama
 
-    tok = _tiny_tokenizer()
-    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
-    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                              image_size=32, patch_size=8, projection_dim=32)
-    text = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                       num_attention_heads=4, num_key_value_heads=2, pad_token_id=tok.pad_token_id,
-                       eos_token_id=tok.eos_token_id)
+    tok, vision, text = clip_and_llama()
     cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
                       image_seq_length=16, vision_feature_layer=-1)
     torch.manual_seed(0)

@@ -305,7 +305,7 @@ def finetune(recipe, accepted, out, checkpoint, data_path, images, overrides):
               help="Reward-model folder (from train-reward, or a reward loop's reward-model/).")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Folder to write: adapter/ (the best held-out evaluation's), rl.json, rl.png.")
-@click.option("--algorithm", type=click.Choice(["grpo", "rloo"]), default=None,
+@click.option("--algorithm", type=click.Choice(["grpo", "rloo"]), default=None,  # = train.rl.RL_ALGORITHMS
               help="Default: the recipe's rl.algorithm, or grpo where it is none.")
 @click.option("--checkpoint", type=str, default=None, help="VLM folder (default: the recipe's warm-up checkpoint).")
 @recipe_options

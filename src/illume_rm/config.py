@@ -130,6 +130,8 @@ class Recipe:
             if self.selector.name != "reward" and not self.rl.reward_model:
                 raise UserError("rl.algorithm: RL needs a reward model: the reward loop's (selector.name: reward) "
                                 "or a saved one (rl.reward_model: FOLDER)")
+            if self.rl.reward_model and not (Path(self.rl.reward_model) / "reward.json").is_file():
+                raise UserError(f"rl.reward_model: {self.rl.reward_model} holds no trained reward model (no reward.json)")
             for name in self.rl.plugins:
                 _check_judge(f"rl.plugins.{name}", name, people=False)
         if not self.sweep.empty():

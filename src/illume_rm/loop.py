@@ -39,7 +39,8 @@ from .config import Recipe, load_recipe, recipe_yaml
 from .data import load_examples
 from .errors import Pending, UserError
 from .evaluate.runner import evaluate_candidates
-from .records import Candidate, Judgement, atomic_write_text, read_jsonl, remove_stale_temps, write_json, write_jsonl
+from .records import (Candidate, Judgement, atomic_write_text, copy_tree_atomic, read_jsonl, remove_stale_temps,
+                      write_json, write_jsonl)
 from .sampling import explain, pick_examples, sample_candidates
 from .selectors import JudgeContext, make_judge
 
@@ -185,10 +186,7 @@ class Run:
         held = heldout_val(self.examples("val"), r.sampling.eval_examples, r.rl.eval_examples)
         run_rl(self.model(None), sft, reward_dir, self.examples("train"), held, r.rl, out,
                r.sampling, seed=r.seed + i, log=self.log, data_key=r.hash("data"), warm_up=self.warm)
-        tmp = adapter.parent / f".adapter.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(out / "adapter", tmp)
-        os.replace(tmp, adapter)
+        copy_tree_atomic(out / "adapter", adapter)
 
     def context(self, i: int) -> JudgeContext:
         """Where the judge of iteration i works: this run folder; the warm-up model, loaded once."""

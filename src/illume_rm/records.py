@@ -165,6 +165,18 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 _TEMP = re.compile(r"^\..+\.tmp-(\d+)(?:-.*)?$")
 
 
+def copy_tree_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Copy the folder ``src`` to ``dst`` so that readers see no ``dst`` or a whole one (a temporary
+    ``.NAME.tmp-PID`` folder beside it, renamed; ``remove_stale_temps`` clears one a killed copy left)."""
+    dst = Path(dst)
+    tmp = dst.parent / f".{dst.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    if dst.exists():
+        shutil.rmtree(dst)
+    os.replace(tmp, dst)
+
+
 def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
     """Remove what a killed process left half-written under ``folder``: the hidden temporary files and
     folders of atomic writes (``.NAME.tmp-PID...``) whose process is gone. Returns what was removed."""

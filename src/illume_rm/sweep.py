@@ -22,13 +22,12 @@ import fnmatch
 import json
 import math
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from .errors import UserError
-from .records import Candidate, read_jsonl, write_json
+from .records import Candidate, copy_tree_atomic, read_jsonl, write_json
 
 Log = Callable[[str], None]
 
@@ -79,9 +78,11 @@ class SweepConfig:
         for f in self.gt_fractions:
             if not 0 < f <= 1:
                 raise UserError(f"sweep.gt_fractions: {f} is not a fraction in (0, 1]")
+        from .train.rl import RL_ALGORITHMS
+
         for a in self.rl:
-            if a not in ("grpo", "rloo"):
-                raise UserError(f"sweep.rl: unknown value '{a}' (choose grpo or rloo)")
+            if a not in RL_ALGORITHMS:
+                raise UserError(f"sweep.rl: unknown value '{a}' (choose {' or '.join(RL_ALGORITHMS)})")
         if self.rl and not self.budgets:
             raise UserError("sweep.rl: RL runs against the reward loops' models; give sweep.budgets")
         for b in self.rl_budgets:
@@ -139,7 +140,9 @@ def pick(all_cells: list[Cell], only: tuple[str, ...]) -> list[Cell]:
 
 def _rl_base(group: str) -> str | None:
     """An RL group's SFT group (reward-KIND-bB-grpo -> reward-KIND-bB), else None."""
-    for algo in ("grpo", "rloo"):
+    from .train.rl import RL_ALGORITHMS
+
+    for algo in RL_ALGORITHMS:
         if group.startswith("reward-") and group.endswith(f"-{algo}"):
             return group[: -len(algo) - 1]
     return None
@@ -225,10 +228,7 @@ def _share_base(out: Path, folder: Path) -> None:
         src = other.parent
         if src.parent == folder or (src.parent / "warm-up.txt").read_text() != mine:
             continue
-        tmp = folder / ".base.tmp-copy"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(src, tmp)
-        tmp.replace(folder / "base")
+        copy_tree_atomic(src, folder / "base")
         return
 
 
@@ -252,14 +252,8 @@ def _share_sft(src: Path, folder: Path) -> None:
         if (theirs / name).exists() and not (mine / name).exists():
             atomic_write_text(mine / name, (theirs / name).read_text(encoding="utf-8"))
     if (src / "reward-model").is_dir() and not (folder / "reward-model").exists():
-        tmp = folder / ".reward-model.tmp-copy"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(src / "reward-model", tmp)
-        tmp.replace(folder / "reward-model")
-    tmp = mine / ".sft-adapter.tmp-copy"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(theirs / "adapter", tmp)
-    tmp.replace(mine / "sft-adapter")
+        copy_tree_atomic(src / "reward-model", folder / "reward-model")
+    copy_tree_atomic(theirs / "adapter", mine / "sft-adapter")
 
 
 def _sampling_key(folder: Path) -> str | None:
@@ -345,12 +339,13 @@ def report(recipe_path: str, overrides: list[str], out: Path, log: Log = print) 
     from .evaluate.report import run_summary
     from .evaluate.stats import mean_ci, paired_bootstrap, verdict
     from .records import atomic_write_text
+    from .train.finetune import gt_count
 
     base = load_recipe(recipe_path, overrides)
     cfg = base.sweep
     examples = {ex.id: ex for ex in load_examples(base.data, "val")}
     train: dict | None = None
-    written: set | None = None
+    written: list | None = None
     done: dict[str, list[tuple[Cell, dict, dict]]] = {}
     for c in cells(cfg):
         folder = out / c.name
@@ -360,18 +355,18 @@ def report(recipe_path: str, overrides: list[str], out: Path, log: Log = print) 
         summary = run_summary(folder)
         m = summary["history"][-1][1]
         if c.group.startswith("gt-sft-f") and written is None:
-            written = {ex.id for ex in load_examples(base.data, "train") if ex.explanations}
+            written = load_examples(base.data, "train")
         row = {"seed": c.seed, "human": summary["human_judgements"], "grounded": 100 * m.get("grounded_rate", float("nan")),
                "CIDEr": m["unfiltered"].get("CIDEr", float("nan")), "accuracy": 100 * m["answer_accuracy"],
                "questions": per_question(final[1], examples), "budget": c.budget}
         if c.group.startswith("gt-sft-f"):  # the written explanations it trained on (finetune.gt_items)
-            row["written"] = round(len(written) * float(c.group[len("gt-sft-f"):]))
+            row["written"] = gt_count(written, float(c.group[len("gt-sft-f"):]))
         if c.kind == "reward":
             if train is None:
                 train = {ex.id: ex for ex in load_examples(base.data, "train")}
             row["agreement"] = _reward_agreement(folder, train, cfg.gold)
         done.setdefault(c.group, []).append((c, row, summary))
-    failed = [(c.name, failure(out / c.name)) for c in cells(cfg) if failure(out / c.name)]
+    failed = [(c.name, why) for c in cells(cfg) if (why := failure(out / c.name))]
     if not done:
         raise UserError(f"no cell of the sweep in {out} is complete yet (run `illume-rm sweep {recipe_path}`)")
     lines = [f"# Sweep {base.name}", "",

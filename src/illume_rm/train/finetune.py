@@ -58,10 +58,15 @@ def rationale_items(examples: dict[str, Example], accepted: Sequence[Candidate])
     return items
 
 
+def gt_count(train: Sequence[Example], fraction: float) -> int:
+    """How many written explanations GT-SFT trains on: ``fraction`` of the questions that have one."""
+    return round(sum(1 for ex in train if ex.explanations) * fraction)
+
+
 def gt_items(train: Sequence[Example], fraction: float, seed: int) -> list[Item]:
     rng = random.Random(seed)
     with_refs = [ex for ex in train if ex.explanations]
-    chosen = rng.sample(with_refs, round(len(with_refs) * fraction))
+    chosen = rng.sample(with_refs, gt_count(train, fraction))
     return [(ex.image, answer_prompt(ex), rationale_target(ex.answer, rng.choice(ex.explanations))) for ex in chosen]
 
 

@@ -49,7 +49,8 @@ from ..errors import UserError
 from ..records import Candidate, Example, atomic_write_text, write_json
 from ..vlm.base import answer_prompt, parse_answer
 
-ALGORITHMS = ("none", "grpo", "rloo")
+RL_ALGORITHMS = ("grpo", "rloo")
+ALGORITHMS = ("none", *RL_ALGORITHMS)
 LORA_TARGET_RE = r"language_model\..*\.({})"
 
 
@@ -188,7 +189,9 @@ def reward_functions(cfg: RLConfig, reward_scorer, examples: Mapping[str, Exampl
 
 # -- the policy: the SFT adapter, trainable, as a top-level PEFT model ----------------------------
 def _is_builtin(vlm) -> bool:
-    return vlm.name == "illume-vlm"
+    from ..vlm import BuiltinVLM
+
+    return isinstance(vlm, BuiltinVLM)
 
 
 def top_level_policy(vlm, adapter: str | Path):
@@ -431,8 +434,9 @@ def make_trainer(vlm, policy, prompts: Sequence[Example], funcs: list, weights: 
 
 
 def _last_checkpoint(out: Path) -> str | None:
-    ckpts = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]) if p.name.split("-")[1].isdigit() else -1)
-    return str(ckpts[-1]) if ckpts else None
+    """TRL's latest checkpoint under ``out`` (``checkpoint-N``, the largest N), or None."""
+    steps = [p for p in out.glob("checkpoint-*") if p.name.split("-", 1)[1].isdigit()]
+    return str(max(steps, key=lambda p: int(p.name.split("-", 1)[1]))) if steps else None
 
 
 def heldout_val(val: Sequence[Example], evaluated: int | None, n: int) -> list[Example]:
@@ -476,6 +480,8 @@ def run_rl(vlm, start_adapter: Path, reward_dir: Path, train: Sequence[Example],
     if not (reward_dir / "reward.json").is_file():
         raise UserError(f"reward model {reward_dir} does not exist (no reward.json there)")
     check_reward_fits(reward_dir, data_key, warm_up)
+    if not (Path(start_adapter) / "adapter_config.json").is_file():  # refused before anything is written
+        raise UserError(f"adapter {start_adapter} does not exist (no adapter_config.json there)")
     out.mkdir(parents=True, exist_ok=True)
     reader = None
     if reward_kind(reward_dir) in NEEDS_VLM:  # a reward model that reads the warm-up VLM gets its own copy

@@ -54,7 +54,6 @@ class HFVLM(VLM):
         self.tokenizer = getattr(processor, "tokenizer", processor)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.image_token = getattr(processor, "image_token", None)
         self.path = path
         self.name = Path(path).name if path else type(model).__name__
         if not getattr(processor, "chat_template", None):
