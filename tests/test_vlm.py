@@ -93,6 +93,53 @@ def test_sampling_returns_k_per_item(tiny_vlm_path):
     assert len(out) == 2 and all(len(o) == 3 for o in out)
 
 
+def test_the_shared_prefill_sampler_with_top_1_is_greedy_generation(tiny_vlm_path, shapes_small):
+    """The sampler reads each prompt once and decodes every temperature's samples from one KV cache,
+    at several temperatures and with padding (prompts of different lengths): with top-k 1 each sample
+    must be the greedy continuation `generate` gives, with its log-probability."""
+    from illume_rm.data import load_examples
+
+    vlm = load_vlm(tiny_vlm_path)
+    exs = load_examples(shapes_small, "train")[:3]
+    items = [(exs[0].image, "Q: what is it? A:", None), (exs[1].image, "Q: is there a red circle on the left? A:", None),
+             (None, "Q: x? A: yes, seeing that", None)]
+    greedy = vlm.generate_scored(items, max_new_tokens=8)
+    groups = vlm.sample_groups(items, [0.3, 1.7], 2, max_new_tokens=8, top_k=1, seed=5)
+    assert len(groups) == 2 and all(len(g) == 3 and all(len(row) == 2 for row in g) for g in groups)
+    for g in groups:
+        for row, ref in zip(g, greedy):
+            for text, lp in row:
+                assert text == ref[0][0]
+                assert lp == pytest.approx(ref[0][1], abs=1e-3)
+
+
+def test_the_sampler_draws_from_the_tempered_top_k_distribution(tiny_vlm_path):
+    """First tokens of many samples against the model's own next-token distribution at that
+    temperature, restricted to the top k (as `generate` samples): total variation < 0.06; and the
+    same seed gives the same samples."""
+    vlm = load_vlm(tiny_vlm_path)
+    item = [(None, "Q: what colour is the circle? A:", None)]
+    batch = vlm._inputs(item, "left", with_targets=False)
+    with torch.no_grad():
+        logits = vlm.model(**batch).logits[0, -1].float()
+    temp, k, n = 0.25, 5, 3000  # sharp: at temperature 1 the top token has 0.28, here about 0.6
+    top = (logits / temp).topk(k)
+    want: dict[str, float] = {}  # by the text a one-token sample decodes to
+    for t, p in zip(top.indices.tolist(), top.values.softmax(-1).tolist()):
+        text = vlm.processor.decode(torch.tensor([[t]]))[0]
+        want[text] = want.get(text, 0.0) + p
+    rows = vlm.sample_groups(item, [temp], n, max_new_tokens=1, top_k=k, seed=1)[0][0]
+    counts: dict[str, int] = {}
+    for text, _ in rows:
+        counts[text] = counts.get(text, 0) + 1
+    assert set(counts) <= set(want)
+    tv = 0.5 * sum(abs(counts.get(t, 0) / n - p) for t, p in want.items())
+    assert tv < 0.06, (tv, counts, want)
+    again = vlm.sample_groups(item, [1.5], 50, max_new_tokens=3, top_k=k, seed=1)[0][0]
+    assert again == vlm.sample_groups(item, [1.5], 50, max_new_tokens=3, top_k=k, seed=1)[0][0]
+    assert again != vlm.sample_groups(item, [1.5], 50, max_new_tokens=3, top_k=k, seed=2)[0][0]
+
+
 # LLaVA-1.5's chat template (as llava-hf's processors ship it)
 LLAVA_TEMPLATE = ("{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}"
                   "{% endif %}{% for item in message['content'] %}{% if item['type'] == 'image' %}{{ '<image>\n' }}"

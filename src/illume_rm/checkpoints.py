@@ -59,7 +59,7 @@ def warmup_checkpoint(recipe, log=print) -> Path:
     """The cached warm-up checkpoint for this recipe, trained when missing."""
     from .data import generator_version, load_examples
     from .paths import cache_dir
-    from .train.warmup import TRAINER_VERSION, run_warmup
+    from .train.warmup import TRAINER_VERSION
 
     family = pretrained_family(recipe.model.base)
     if family and recipe.warmup.skip_pretrained:
@@ -75,12 +75,9 @@ def warmup_checkpoint(recipe, log=print) -> Path:
     if (out / "warmup.json").exists():
         log(f"warm-up checkpoint found (cached for this recipe): {out}")
         return out
-    train, val = load_examples(recipe.data, "train"), load_examples(recipe.data, "val")
-    vlm = base_vlm(recipe)
-    images = [e.image for e in train + val if e.image]
-    if images and hasattr(vlm, "features"):  # computed once, before training (text-only data has none)
-        vlm.features.get(images, progress=True)
-    run_warmup(vlm, train, val, recipe.warmup, out, seed=recipe.seed, log=log)
+    from . import tasks
+
+    tasks.warmup(recipe, load_examples(recipe.data, "train"), load_examples(recipe.data, "val"), out)
     return out
 
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import click
@@ -15,6 +17,8 @@ class Group(click.Group):
 
     def invoke(self, ctx):
         try:
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # several processes (torchrun, accelerate launch)
+                return self._invoke_distributed(ctx)
             return super().invoke(ctx)
         except Pending as exc:
             click.echo(str(exc))
@@ -22,6 +26,45 @@ class Group(click.Group):
         except UserError as exc:
             click.echo(f"illume-rm: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+
+    def _invoke_distributed(self, ctx):
+        """The main process runs the command and hands its heavy stages to all (``illume_rm.tasks``);
+        the others serve them. Processes started with different commands are refused before any work."""
+        from .distributed import processes
+
+        procs = processes()
+        commands = procs.gather(sys.argv[1:])
+        if any(c != commands[0] for c in commands):
+            differ = next(i for i, c in enumerate(commands) if c != commands[0])
+            raise UserError(f"the {procs.world} processes were started with different commands (process 0: "
+                            f"{' '.join(commands[0])!r}; process {differ}: {' '.join(commands[differ])!r})")
+        name = commands[0][0] if commands[0] else ""
+        if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" or \
+                os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
+            raise UserError("FSDP and DeepSpeed are not used here: illume-rm trains LoRA adapters data-parallel, each "
+                            "process holding the whole model (recipes/accelerate/gpus-ddp.yaml)")
+        if name in SINGLE_PROCESS:
+            raise UserError(f"`illume-rm {name}` runs in one process ({SINGLE_PROCESS[name]}); start it without "
+                            "torchrun / accelerate launch")
+        if not procs.is_main:
+            procs.serve()
+            return None
+        click.echo(f"illume-rm: {procs.world} processes on {procs.device} (process 0 runs `{name}` and shares its "
+                   "sampling, evaluation and training out)", err=True)
+        try:
+            result = super().invoke(ctx)
+        except (UserError, Pending, click.exceptions.Exit):
+            procs.stop()
+            raise
+        procs.stop()
+        return result
+
+
+# commands that several processes do not share, and why
+SINGLE_PROCESS = {
+    "rl": "RL through TRL is not shared out among processes here",
+    "annotate": "one web server",
+}
 
 
 @click.group(cls=Group)
@@ -172,6 +215,19 @@ def _examples_by_id(recipe, splits=("train", "val", "test")):
     return out
 
 
+def _checkpoint(recipe, checkpoint) -> str:
+    """The VLM folder a command reads: --checkpoint, or the recipe's warm-up (trained when missing)."""
+    if checkpoint and not (Path(checkpoint) / "config.json").is_file():
+        raise UserError(f"model checkpoint {checkpoint} does not exist (no config.json there)")
+    return checkpoint or str(warmup_checkpoint(recipe))
+
+
+def _adapter(adapter) -> str | None:
+    if adapter and not (Path(adapter) / "adapter_config.json").is_file():
+        raise UserError(f"adapter {adapter} does not exist (no adapter_config.json there)")
+    return adapter
+
+
 def _model(recipe, checkpoint, adapter):
     from .train.lora import load_adapter
 
@@ -219,17 +275,17 @@ def sample(recipe, split, out, evaluation, checkpoint, adapter, data_path, image
     """Sample rationales: K per temperature per example, the gold answer in the prompt."""
     from .data import load_examples
     from .records import write_jsonl
-    from .sampling import explain, pick_examples, sample_candidates
+    from . import tasks
+    from .sampling import pick_examples
 
     r = _recipe(recipe, overrides, data_path, images)
     examples = load_examples(r.data, split)
-    vlm = _model(r, checkpoint, adapter)
+    ckpt, adapter = _checkpoint(r, checkpoint), _adapter(adapter)
     if evaluation:
         n = r.sampling.eval_examples
-        cands = explain(vlm, examples if n is None else examples[:n], r.sampling)
+        cands = tasks.explain(r, ckpt, adapter, examples if n is None else examples[:n])
     else:
-        cands = sample_candidates(vlm, pick_examples(examples, r.sampling.train_examples, r.seed), r.sampling,
-                                  seed=r.seed)
+        cands = tasks.sample(r, ckpt, adapter, pick_examples(examples, r.sampling.train_examples, r.seed), seed=r.seed)
     click.echo(f"wrote {write_jsonl(out, cands)} candidates to {out}")
 
 
@@ -285,16 +341,13 @@ def select(candidates, recipe, selector_name, out, run_dir, iteration, data_path
 def finetune(recipe, accepted, out, checkpoint, data_path, images, overrides):
     """LoRA fine-tuning: ILLUME (accepted rationales + answer-only), gt-sft, or the answer-only control."""
     from .data import load_examples
-    from .train.finetune import finetune as run_finetune
-    from .train.lora import save_adapter
-
     r = _recipe(recipe, overrides, data_path, images)
     cands = _read_candidates(accepted) if accepted else []
     if r.finetune.mode == "illume" and not cands:
         raise UserError("mode illume needs --accepted FILE (accepted candidates); or set finetune.mode")
-    vlm = _model(r, checkpoint, None)
-    run_finetune(vlm, load_examples(r.data, "train"), cands, r.finetune, seed=r.seed)
-    save_adapter(vlm, out)
+    from . import tasks
+
+    tasks.finetune(r, _checkpoint(r, checkpoint), load_examples(r.data, "train"), cands, seed=r.seed, out=out)
     click.echo(f"adapter saved to {out}")
 
 
@@ -353,7 +406,6 @@ def evaluate(recipe, split, cands_path, out, checkpoint, adapter, data_path, ima
     from .data import load_examples
     from .evaluate.runner import evaluate_candidates, metrics_table
     from .records import write_json
-    from .sampling import explain
 
     r = _recipe(recipe, overrides, data_path, images)
     examples = load_examples(r.data, split)
@@ -362,7 +414,9 @@ def evaluate(recipe, split, cands_path, out, checkpoint, adapter, data_path, ima
     if cands_path:
         cands = _read_candidates(cands_path)
     else:
-        cands = explain(_model(r, checkpoint, adapter), examples, r.sampling)
+        from . import tasks
+
+        cands = tasks.explain(r, _checkpoint(r, checkpoint), _adapter(adapter), examples)
     metrics = evaluate_candidates(examples, cands, r.use_coco(), r.evaluation.protocol)
     for note in metrics["notes"]:
         click.echo(f"warning: {note}", err=True)

@@ -30,7 +30,8 @@ class ModelConfig:
     base: str = "builtin"          # "builtin" (shipped weights) or a local model folder
     image_size: int = 192          # built-in VLM: the encoder's input resolution
     image_grid: int = 3            # built-in VLM: image tokens per side (pooled feature map)
-    # None: cuda when available, else cpu (not part of a cache key: the same model trains anywhere)
+    # None or "auto": cuda when available (each process its own GPU under accelerate), else cpu (not part
+    # of a cache key: the same model trains anywhere)
     device: str | None = field(default=None, metadata={"shapes_cache": False})
     # built-in VLM: how an image reaches the language model. "words": each grid cell is written as text
     # ("top left: <size> <colour> <shape>, ...") where each slot is a probability-weighted mix of the

@@ -30,8 +30,6 @@ iteration i-1 (the warm-up model for i = 0).
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -41,7 +39,8 @@ from .errors import Pending, UserError
 from .evaluate.runner import evaluate_candidates
 from .records import (Candidate, Judgement, atomic_write_text, copy_tree_atomic, read_jsonl, remove_stale_temps,
                       write_json, write_jsonl)
-from .sampling import explain, pick_examples, sample_candidates
+from . import tasks
+from .sampling import pick_examples
 from .selectors import JudgeContext, make_judge
 
 Log = Callable[[str], None]
@@ -117,8 +116,8 @@ class Run:
             return json.loads(metrics_path.read_text())
         cands_path = folder / "val_candidates.jsonl"
         if not cands_path.exists():
-            vlm = self.model(adapter)
-            cands = explain(vlm, self.eval_examples(), self.recipe.sampling, iteration=iteration, model_name=label)
+            cands = tasks.explain(self.recipe, str(self.warm), _opt(adapter), self.eval_examples(), iteration=iteration,
+                                  model_name=label)
             write_jsonl(cands_path, cands)
         cands = read_jsonl(cands_path, Candidate)
         metrics = evaluate_candidates(self.eval_examples(), cands, self.recipe.use_coco(),
@@ -137,11 +136,9 @@ class Run:
         illume = r.finetune.mode == "illume"
         if illume:
             if not (d / "candidates.jsonl").exists():
-                vlm = self.model(self.adapter(i - 1))
                 train = pick_examples(self.examples("train"), r.sampling.train_examples, r.seed + i)
-                cands = sample_candidates(vlm, train, r.sampling, iteration=i,
-                                          model_name=f"iter-{i - 1:03d}" if i else "warm-up",
-                                          seed=r.seed + i)
+                cands = tasks.sample(r, str(self.warm), _opt(self.adapter(i - 1)), train, iteration=i,
+                                     model_name=f"iter-{i - 1:03d}" if i else "warm-up", seed=r.seed + i)
                 write_jsonl(d / "candidates.jsonl", cands)
             cands = read_jsonl(d / "candidates.jsonl", Candidate)
             if not (d / "judgements.jsonl").exists():
@@ -221,17 +218,9 @@ class Run:
         })
 
     def _finetune(self, i: int, adapter: Path) -> None:
-        from .train.finetune import finetune
-        from .train.lora import save_adapter
-
         r = self.recipe
         accepted = read_jsonl(self.iter_dir(i) / "train.jsonl", Candidate) if r.finetune.mode == "illume" else []
-        vlm = self.model(None)
-        finetune(vlm, self.examples("train"), accepted, r.finetune, seed=r.seed + i, log=self.log)
-        tmp = adapter.parent / f".adapter.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        save_adapter(vlm, tmp)
-        os.replace(tmp, adapter)
+        tasks.finetune(r, str(self.warm), self.examples("train"), accepted, seed=r.seed + i, out=adapter)
 
     def run(self) -> list[tuple[str, dict]]:
         self.prepare()
@@ -260,3 +249,7 @@ class Run:
         write_report(self.dir, history, reason, self.recipe)
         self.log(f"stopped: {reason}")
         return history
+
+
+def _opt(path: Path | None) -> str | None:
+    return None if path is None else str(path)

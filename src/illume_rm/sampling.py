@@ -15,7 +15,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
-import torch
 from tqdm.auto import tqdm
 
 from .records import Candidate, Example
@@ -55,20 +54,43 @@ def pick_examples(examples: Sequence[Example], n: int | None, seed: int) -> list
     return random.Random(seed).sample(list(examples), n)
 
 
+def batch_seed(seed: int, start: int) -> int:
+    """The sampling seed of the batch that begins at example ``start``: the same whichever process
+    samples it, and whatever was sampled before it."""
+    return random.Random(f"illume-rm/{seed}/{start}").getrandbits(62)
+
+
 def sample_candidates(vlm: VLM, examples: Sequence[Example], cfg: SamplingConfig, iteration: int = 0,
                       model_name: str = "", seed: int = 0, progress: bool = True) -> list[Candidate]:
-    """K samples per temperature per example, with the gold answer in the prompt."""
-    torch.manual_seed(seed)
+    """K samples per temperature per example, with the gold answer in the prompt.
+
+    Each batch of ``cfg.batch_size`` examples draws from its own seed (``batch_seed``), so the
+    candidates do not depend on how the batches are shared out among processes."""
+    from .distributed import processes
+
+    procs = processes()
+    starts = list(range(0, len(examples), cfg.batch_size))
+    bar = tqdm(total=len(examples) * len(cfg.temperatures) * cfg.samples_per_temperature,
+               desc=f"sampling rationales (iteration {iteration})", unit="rationale",
+               disable=not progress or not procs.is_main)
+
+    def one(start: int) -> list:
+        chunk = examples[start:start + cfg.batch_size]
+        items = [(ex.image, rationale_prompt(ex, ex.answer, cfg.template), None) for ex in chunk]
+        groups = vlm.sample_groups(items, cfg.temperatures, cfg.samples_per_temperature,
+                                   max_new_tokens=cfg.max_new_tokens, top_k=cfg.top_k,
+                                   seed=batch_seed(seed, start))
+        bar.update(min(len(chunk) * len(cfg.temperatures) * cfg.samples_per_temperature * procs.world,
+                       bar.total - bar.n))  # with several processes: this one's batches, times their number
+        return groups
+
+    per_batch = procs.map(one, starts)
+    bar.close()
     out: list[Candidate] = []
     seen: set[tuple[str, str]] = set()
-    batches = [examples[i:i + cfg.batch_size] for i in range(0, len(examples), cfg.batch_size)]
-    bar = tqdm(total=len(examples) * len(cfg.temperatures) * cfg.samples_per_temperature,
-               desc=f"sampling rationales (iteration {iteration})", unit="rationale", disable=not progress)
-    for chunk in batches:
-        items = [(ex.image, rationale_prompt(ex, ex.answer, cfg.template), None) for ex in chunk]
-        for temp in cfg.temperatures:
-            rows = vlm.generate_scored(items, max_new_tokens=cfg.max_new_tokens, do_sample=True, temperature=temp,
-                                       top_k=cfg.top_k, num_return_sequences=cfg.samples_per_temperature)
+    for start, groups in zip(starts, per_batch):
+        chunk = examples[start:start + cfg.batch_size]
+        for temp, rows in zip(cfg.temperatures, groups):
             for ex, row in zip(chunk, rows):
                 for k, (text, logprob) in enumerate(row):
                     rationale = clean_rationale(text)
@@ -78,27 +100,30 @@ def sample_candidates(vlm: VLM, examples: Sequence[Example], cfg: SamplingConfig
                     out.append(Candidate(id=f"{ex.id}#it{iteration}-t{temp:g}-{k}", example_id=ex.id,
                                          answer=ex.answer, rationale=rationale, iteration=iteration,
                                          temperature=temp, logprob=logprob, model=model_name))
-            bar.update(len(chunk) * cfg.samples_per_temperature)
-    bar.close()
     return out
 
 
 def explain(vlm: VLM, examples: Sequence[Example], cfg: SamplingConfig, iteration: int = 0, model_name: str = "",
             progress: bool = True) -> list[Candidate]:
-    """Evaluation: the model's own greedy answer, then its greedy rationale for that answer."""
-    out: list[Candidate] = []
-    bar = tqdm(total=len(examples), desc="answering and explaining", unit="question", disable=not progress)
-    for start in range(0, len(examples), cfg.batch_size):
+    """Evaluation: the model's own greedy answer, then its greedy rationale for that answer (batches
+    shared out among processes, when there are several)."""
+    from .distributed import processes
+
+    procs = processes()
+    bar = tqdm(total=len(examples), desc="answering and explaining", unit="question",
+               disable=not progress or not procs.is_main)
+
+    def one(start: int) -> list[Candidate]:
         chunk = examples[start:start + cfg.batch_size]
         answers = [parse_answer(g[0]) for g in vlm.generate(
             [(ex.image, answer_prompt(ex, cfg.answer_template), None) for ex in chunk], max_new_tokens=6)]
         rows = vlm.generate_scored([(ex.image, rationale_prompt(ex, a, cfg.template), None)
                                     for ex, a in zip(chunk, answers)], max_new_tokens=cfg.max_new_tokens)
-        for ex, a, row in zip(chunk, answers, rows):
-            text, logprob = row[0]
-            out.append(Candidate(id=f"{ex.id}#eval{iteration}", example_id=ex.id, answer=a,
-                                 rationale=clean_rationale(text), iteration=iteration, temperature=0.0,
-                                 logprob=logprob, model=model_name))
-        bar.update(len(chunk))
+        bar.update(min(len(chunk) * procs.world, bar.total - bar.n))
+        return [Candidate(id=f"{ex.id}#eval{iteration}", example_id=ex.id, answer=a,
+                          rationale=clean_rationale(row[0][0]), iteration=iteration, temperature=0.0,
+                          logprob=row[0][1], model=model_name) for ex, a, row in zip(chunk, answers, rows)]
+
+    out = [c for part in procs.map(one, list(range(0, len(examples), cfg.batch_size))) for c in part]
     bar.close()
     return out

@@ -51,11 +51,20 @@ def scheduler(opt: torch.optim.Optimizer, kind: Literal["cosine", "constant"], s
 
 def train_steps(vlm: VLM, groups: list[dict], steps: int, draw: Draw, *, schedule: Literal["cosine", "constant"],
                 warmup_steps: int, precision: str = "fp32", desc: str = "training",
-                extra_loss: Callable[[Sequence[Item]], torch.Tensor | None] | None = None,
+                extra_loss: Callable[[Sequence[Item]], tuple[torch.Tensor, int] | None] | None = None,
                 on_eval: Callable[[int], None] | None = None, eval_every: int | None = None,
                 max_grad_norm: float = 1.0) -> list[float]:
     """Train the parameters in ``groups`` (AdamW param groups, each with its ``lr``) for ``steps`` steps;
-    returns the loss curve. ``on_eval(step)`` runs every ``eval_every`` steps (model in eval mode)."""
+    returns the loss curve. ``on_eval(step)`` runs every ``eval_every`` steps (model in eval mode).
+    ``extra_loss(items)`` gives a term added to the loss: (its mean, over how many units), or None.
+
+    With several processes (``distributed.processes``) every process draws the same batch and takes
+    its share; each share's loss is scaled by its part of the batch's weight, so the averaged
+    gradients are the whole batch's (as one process computes them, up to rounding), and every
+    process steps to the same weights."""
+    from ..distributed import processes
+
+    procs = processes()
     model = vlm.trainable_model()
     opt = torch.optim.AdamW(groups, weight_decay=0.0)
     sched = scheduler(opt, schedule, steps, warmup_steps)
@@ -66,16 +75,20 @@ def train_steps(vlm: VLM, groups: list[dict], steps: int, draw: Draw, *, schedul
     for step in bar:
         items, weights = draw(step)
         with autocast(vlm, precision):
-            loss = vlm.loss(items, weights)
-            extra = extra_loss(items) if extra_loss else None
-            if extra is not None:
-                loss = loss + extra
+            if procs.distributed:
+                loss = _shard_loss(vlm, procs, items, weights, extra_loss, params)
+            else:
+                loss = vlm.loss(items, weights)
+                extra = extra_loss(items) if extra_loss else None
+                if extra is not None:
+                    loss = loss + extra[0]
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        procs.average_gradients(params)
         torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
         opt.step()
         sched.step()
-        losses.append(loss.item())
+        losses.append(procs.sum(loss.item()) / procs.world)
         bar.set_postfix(loss=f"{sum(losses[-10:]) / len(losses[-10:]):.3f}")
         if on_eval and eval_every and (step + 1) % eval_every == 0 and step + 1 < steps:
             model.eval()
@@ -83,3 +96,21 @@ def train_steps(vlm: VLM, groups: list[dict], steps: int, draw: Draw, *, schedul
             model.train()
     model.eval()
     return losses
+
+
+def _shard_loss(vlm: VLM, procs, items, weights, extra_loss, params) -> torch.Tensor:
+    """This process's part of the batch loss: its share's loss, scaled so that the mean over the
+    processes is the whole batch's loss (per-item weights and the extra term's units counted)."""
+    w_all = list(weights) if weights is not None else [1.0] * len(items)
+    mine = range(procs.rank, len(items), procs.world)
+    shard, w_shard = [items[i] for i in mine], [w_all[i] for i in mine]
+    loss = sum(p.sum() * 0.0 for p in params[:1])  # a zero that keeps the graph when the share is empty
+    if shard:
+        loss = loss + vlm.loss(shard, w_shard) * (sum(w_shard) * procs.world / sum(w_all))
+    if extra_loss:
+        extra = extra_loss(shard) if shard else None
+        n = extra[1] if extra is not None else 0
+        total = procs.sum(n)
+        if extra is not None and n:
+            loss = loss + extra[0] * (n * procs.world / total)
+    return loss

@@ -235,7 +235,7 @@ def train_warmup(vlm: VLM, train: Sequence[Example], cfg: WarmupConfig, seed: in
         if not supervised:
             return None
         gold = torch.stack([targets[img] for img in supervised])
-        return cfg.cell_loss * cell_loss(vlm, vlm.features.get(supervised), gold)
+        return cfg.cell_loss * cell_loss(vlm, vlm.features.get(supervised), gold), len(supervised)
 
     losses = train_steps(vlm, groups, cfg.steps, draw, schedule=cfg.schedule, warmup_steps=cfg.warmup_steps,
                          precision=cfg.precision, desc="warm-up", extra_loss=per_cell, on_eval=on_eval,
@@ -277,10 +277,13 @@ def run_warmup(vlm: VLM, train: Sequence[Example], val: Sequence[Example], cfg: 
     report["total_seconds"] = time.time() - t0
     log(f"val answer accuracy ({len(val)} questions), warm-up took {train_s / 60:.1f} min of training:\n"
         + format_controls(report))
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    vlm.save(tmp)
-    write_json(tmp / "warmup.json", report)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)  # the checkpoint appears whole or not at all
+    from ..distributed import processes
+
+    if processes().is_main:  # with several processes, they all hold the same weights; one saves them
+        tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        vlm.save(tmp)
+        write_json(tmp / "warmup.json", report)
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)  # the checkpoint appears whole or not at all
     return report

@@ -75,6 +75,19 @@ class VLM(abc.ABC):
                         num_return_sequences: int = 1) -> list[list[tuple[str, float]]]:
         """Like ``generate``, with each continuation's log-probability under the model."""
 
+    def sample_groups(self, items: Sequence[Item], temperatures: Sequence[float], k: int, max_new_tokens: int = 24,
+                      top_k: int = 0, seed: int = 0) -> list[list[list[tuple[str, float]]]]:
+        """Top-k samples at each temperature: ``[temperature][item][k]`` (text, log-probability under the
+        raw logits). The draws depend only on ``seed`` and these items, never on what ran before, so
+        a batch's samples are the same whichever process samples it. This default calls
+        ``generate_scored`` once per temperature; the built-in VLM reads each prompt once for all."""
+        out = []
+        for j, temp in enumerate(temperatures):
+            torch.manual_seed(seed + j)
+            out.append(self.generate_scored(items, max_new_tokens=max_new_tokens, do_sample=True, temperature=temp,
+                                            top_k=top_k, num_return_sequences=k))
+        return out
+
     model: torch.nn.Module
     processor: object
 
@@ -88,15 +101,25 @@ class VLM(abc.ABC):
         self.processor.save_pretrained(path)
 
     def answer(self, examples: Sequence[Example], batch_size: int = 32, template: str = ANSWER_TEMPLATE) -> list[str]:
-        """Greedy short answers (a progress bar when there is more than one batch)."""
+        """Greedy short answers (a progress bar when there is more than one batch; the batches shared
+        out among processes when there are several)."""
         from tqdm.auto import tqdm
 
-        out: list[str] = []
-        for start in tqdm(range(0, len(examples), batch_size), desc="answering", unit="batch",
-                          disable=len(examples) <= batch_size, leave=False):
+        from ..distributed import processes
+
+        procs = processes()
+        starts = list(range(0, len(examples), batch_size))
+        bar = tqdm(total=len(starts), desc="answering", unit="batch", leave=False,
+                   disable=len(examples) <= batch_size or not procs.is_main)
+
+        def one(start: int) -> list[str]:
             chunk = examples[start:start + batch_size]
             gens = self.generate([(ex.image, answer_prompt(ex, template), None) for ex in chunk], max_new_tokens=6)
-            out.extend(parse_answer(g[0]) for g in gens)
+            bar.update(procs.world)
+            return [parse_answer(g[0]) for g in gens]
+
+        out = [a for part in procs.map(one, starts) for a in part]
+        bar.close()
         return out
 
 

@@ -22,8 +22,15 @@ from .processor import IllumeVLMProcessor
 
 
 def default_device(device: str | None = None) -> torch.device:
-    if device:
+    """``model.device``: a device name, or None / "auto": this process's GPU when there are several
+    processes (accelerate gives each its own), else cuda when there is one, else cpu."""
+    if device and device != "auto":
         return torch.device(device)
+    from ..distributed import processes
+
+    procs = processes()
+    if procs.distributed and procs.device:
+        return torch.device(procs.device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -61,7 +68,10 @@ class FeatureCache:
                     feats = self.model.encode_images(self.processor.pixel_values(chunk).to(dev)).cpu()
                 for p, f in zip(chunk, feats):
                     self.memory[p] = f.clone()
-            self._save_disk(missing)
+            from ..distributed import processes
+
+            if processes().is_main:  # several processes compute the same features; one writes them
+                self._save_disk(missing)
         return torch.stack([self.memory[p] for p in paths]).to(self.model.device)
 
     def _load_disk(self, paths: list[str]) -> None:
@@ -169,6 +179,64 @@ class BuiltinVLM(VLM):
     def target_logprobs(self, items: Sequence[Item]) -> list[float]:
         batch = self._inputs(items, "right", with_targets=True)
         return (-self.model.target_loss(**batch, reduction="sum")).tolist()
+
+    @torch.no_grad()
+    def sample_groups(self, items: Sequence[Item], temperatures: Sequence[float], k: int, max_new_tokens: int = 24,
+                      top_k: int = 0, seed: int = 0) -> list[list[list[tuple[str, float]]]]:
+        """Each prompt is read once (one prefill), its KV cache copied to all ``len(temperatures) * k``
+        samples, which decode together, each at its own temperature: on a CPU the prompt (mostly image
+        tokens) cost as much as the 24 new tokens, and was read once per sample before. Top-k sampling
+        as ``generate`` does it (logits / temperature, the top k kept, softmax, one draw), from a
+        generator seeded with ``seed``; log-probabilities under the raw logits, up to the first end."""
+        if any(t <= 0 for t in temperatures):
+            raise ValueError(f"sampling temperatures must be > 0, not {list(temperatures)}")
+        was_training = self.model.training
+        self.model.eval()
+        batch = self._inputs(items, "left", with_targets=False)
+        mask = batch["attention_mask"]
+        lm = self.model.language_model
+        per = len(temperatures) * k
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        eos = torch.tensor([self.processor.eos_token_id], device=self.device).flatten()
+        temp = torch.tensor([t for t in temperatures for _ in range(k)], device=self.device).repeat(len(items))
+        with self.inference_autocast():
+            embeds = self.model.embed(batch["input_ids"], batch.get("image_features"))
+            pos = (mask.long().cumsum(-1) - 1).clamp(min=0)
+            out = lm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, use_cache=True,
+                     logits_to_keep=1)
+            cache = out.cache
+            cache.batch_repeat_interleave(per)
+            logits = out.logits[:, -1].float().repeat_interleave(per, 0)
+            mask = mask.repeat_interleave(per, 0)
+            pos = pos[:, -1:].repeat_interleave(per, 0)
+            rows = logits.shape[0]
+            done = torch.zeros(rows, dtype=torch.bool, device=self.device)
+            logprob = torch.zeros(rows, device=self.device)
+            tokens = []
+            for step in range(max_new_tokens):
+                scaled = logits / temp[:, None]
+                if top_k:
+                    kth = scaled.topk(min(top_k, scaled.shape[-1]), dim=-1).values[:, -1:]
+                    scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+                nxt = torch.multinomial(scaled.softmax(-1), 1, generator=gen).squeeze(1)
+                nxt = nxt.masked_fill(done, self.processor.pad_token_id)
+                lp = logits.log_softmax(-1).gather(1, nxt[:, None]).squeeze(1)
+                logprob += lp.masked_fill(done, 0.0)
+                tokens.append(nxt)
+                done |= torch.isin(nxt, eos)
+                if done.all() or step + 1 == max_new_tokens:
+                    break
+                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+                pos = pos + 1
+                out = lm(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos, cache=cache,
+                         use_cache=True)
+                logits = out.logits[:, -1].float()
+        texts = self.processor.decode(torch.stack(tokens, dim=1))
+        if was_training:
+            self.model.train()
+        flat = list(zip(texts, logprob.tolist()))
+        by_item = group_rows(flat, per)  # [item][temperature * k]
+        return [[row[j * k:(j + 1) * k] for row in by_item] for j in range(len(temperatures))]
 
     @torch.no_grad()
     def generate_scored(self, items: Sequence[Item], max_new_tokens: int = 24, do_sample: bool = False,

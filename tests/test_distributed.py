@@ -1,0 +1,164 @@
+"""Several processes (torchrun / accelerate launch, gloo on CPUs) give what one process gives.
+
+Each test runs the same command once in one process and once in two (started as torchrun and
+accelerate launch start them: each told its rank, the world size and where to meet), each with its
+own cache, and compares what they wrote. Sampling and evaluation are shared out by batch (each batch
+with its own seed), so their records are identical; training is data-parallel (each process takes
+half of every batch, the gradients averaged), which changes only the order of float sums: losses
+agree to 1e-4 (relative) and what the trained model then samples and answers is the same records.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from illume_rm.records import Candidate, read_jsonl
+
+RECIPE = """
+name: tiny-ddp
+seed: 0
+data:
+  name: shapes
+  shapes: {{train: 12, val: 4, test: 2, image_size: 64}}
+model: {{base: "{base}", image_size: 64}}
+warmup: {{steps: 3, batch_size: 4, align_steps: 2}}
+sampling: {{samples_per_temperature: 2, max_new_tokens: 8, batch_size: 3, train_examples: 8, eval_examples: 6}}
+selector:
+  name: critic
+  rule: {{kind: adaptive, threshold: 0.7, min_accept: 3, floor: 0.0}}
+finetune: {{steps: 3, batch_size: 5, explanation_weight: 3.0}}
+loop: {{max_iterations: 2, patience: 5}}
+evaluation: {{scorer: python}}
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(argv, env: dict, processes: int) -> subprocess.CompletedProcess:
+    """What torchrun / accelerate launch do on one machine: N copies, each told its rank."""
+    env = {k: v for k, v in env.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env["OMP_NUM_THREADS"] = "1"
+    if processes == 1:
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    port = str(_free_port())
+    procs = [subprocess.Popen(argv, env={**env, "WORLD_SIZE": str(processes), "RANK": str(r), "LOCAL_RANK": str(r),
+                                         "LOCAL_WORLD_SIZE": str(processes), "MASTER_ADDR": "127.0.0.1",
+                                         "MASTER_PORT": port},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(processes)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    code = next((p.returncode for p in procs if p.returncode), 0)
+    return subprocess.CompletedProcess(argv, code, "".join(o for o, _ in outs), "".join(e for _, e in outs))
+
+
+def _run(args, cache: Path, processes: int, check: bool = True) -> subprocess.CompletedProcess:
+    r = _launch([sys.executable, "-m", "illume_rm.cli", *map(str, args)], {**os.environ, "ILLUME_RM_CACHE": str(cache)},
+                processes)
+    if check:
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_vlm_path):
+    """The tiny loop, warm-up included, in one process and in two."""
+    root = tmp_path_factory.mktemp("ddp")
+    recipe = root / "tiny.yaml"
+    recipe.write_text(RECIPE.format(base=tiny_vlm_path))
+    out = {}
+    for n in (1, 2):
+        r = _run(["iterate", recipe, "--run", root / f"run{n}"], root / f"cache{n}", n)
+        assert ("illume-rm: 2 processes on cpu" in r.stderr) == (n == 2)
+        out[n] = root / f"run{n}"
+    out["recipe"], out["root"] = recipe, root
+    return out
+
+
+def _warmup_report(run: Path) -> dict:
+    ckpt = Path((run / "warm-up.txt").read_text().strip())
+    return json.loads((ckpt / "warmup.json").read_text())
+
+
+def _same_records(a: Path, b: Path) -> None:
+    ra, rb = read_jsonl(a, Candidate), read_jsonl(b, Candidate)
+    assert [(c.id, c.rationale, c.answer) for c in ra] == [(c.id, c.rationale, c.answer) for c in rb], a.name
+    assert all(abs(x.logprob - y.logprob) < 1e-3 for x, y in zip(ra, rb))
+
+
+def test_the_warm_up_trains_data_parallel_to_the_same_losses(runs):
+    one, two = _warmup_report(runs[1]), _warmup_report(runs[2])
+    assert one["losses"] == pytest.approx(two["losses"], rel=1e-4)
+    assert one["after"] == two["after"]
+
+
+def test_the_loop_writes_the_same_records_in_two_processes(runs):
+    for name in ("base/val_candidates.jsonl", "iter-000/candidates.jsonl", "iter-000/val_candidates.jsonl",
+                 "iter-001/candidates.jsonl", "iter-001/val_candidates.jsonl"):
+        _same_records(runs[1] / name, runs[2] / name)
+    for name in ("iter-000/judgements.jsonl", "iter-001/judgements.jsonl"):
+        strip = [{k: v for k, v in j.items() if k != "time"} for j in map(json.loads, (runs[1] / name).open())]
+        assert strip == [{k: v for k, v in j.items() if k != "time"} for j in map(json.loads, (runs[2] / name).open())]
+    _same_records(runs[1] / "iter-001" / "train.jsonl", runs[2] / "iter-001" / "train.jsonl")
+    m1 = json.loads((runs[1] / "iter-001" / "metrics.json").read_text())
+    m2 = json.loads((runs[2] / "iter-001" / "metrics.json").read_text())
+    assert m1["unfiltered"] == pytest.approx(m2["unfiltered"], abs=1e-9)
+    # one process wrote the run folder: no second copy of anything, nothing half-written
+    assert not list(runs[2].rglob(".*tmp*"))
+
+
+def test_sample_and_evaluate_commands_write_what_one_process_writes(runs):
+    root, recipe = runs["root"], runs["recipe"]
+    ckpt = (runs[1] / "warm-up.txt").read_text().strip()
+    adapter = runs[1] / "iter-000" / "adapter"
+    for n in (1, 2):
+        _run(["sample", recipe, "--checkpoint", ckpt, "--adapter", adapter, "--out", root / f"s{n}.jsonl",
+              "--set", "sampling.train_examples=null"], root / "cache1", n)
+        _run(["evaluate", recipe, "--checkpoint", ckpt, "--adapter", adapter, "--out", root / f"m{n}.json"],
+             root / "cache1", n)
+    _same_records(root / "s1.jsonl", root / "s2.jsonl")
+    assert len(read_jsonl(root / "s1.jsonl", Candidate)) > 20
+    m1, m2 = (json.loads((root / f"m{n}.json").read_text()) for n in (1, 2))
+    assert m1["unfiltered"] == pytest.approx(m2["unfiltered"], abs=1e-9)
+
+
+def test_processes_started_with_different_commands_are_refused_before_work(runs, tmp_path):
+    """Each process is told its own --out (RANK differs): refused on every process, nothing written."""
+    script = tmp_path / "differ.py"
+    script.write_text(
+        "import os, sys\nfrom illume_rm.cli import cli\n"
+        f"sys.argv = ['illume-rm', 'sample', {str(runs['recipe'])!r}, '--out', "
+        f"{str(tmp_path)!r} + '/c' + os.environ['RANK'] + '.jsonl']\ncli()\n")
+    r = _launch([sys.executable, str(script)], {**os.environ, "ILLUME_RM_CACHE": str(runs["root"] / "cache1")}, 2)
+    assert r.returncode != 0
+    assert "processes were started with different commands" in r.stderr
+    assert not list(tmp_path.glob("c*.jsonl"))
+
+
+def test_rl_is_refused_under_several_processes(runs, tmp_path):
+    r = _run(["rl", runs["recipe"], "--adapter", tmp_path, "--reward", tmp_path, "--out", tmp_path / "o"],
+             runs["root"] / "cache1", 2, check=False)
+    assert r.returncode != 0 and "runs in one process" in r.stderr
+
+
+def test_the_shipped_accelerate_config_for_cpus_launches_two_processes(runs):
+    """`accelerate launch --config_file recipes/accelerate/cpus.yaml -m illume_rm.cli sample ...`, as the
+    README shows it, writes the one-process records."""
+    root, recipe = runs["root"], runs["recipe"]
+    ckpt = (runs[1] / "warm-up.txt").read_text().strip()
+    config = Path(__file__).parents[1] / "recipes" / "accelerate" / "cpus.yaml"
+    args = ["sample", recipe, "--checkpoint", ckpt, "--out"]
+    _run([*args, root / "a1.jsonl"], root / "cache1", 1)
+    accelerate = Path(sys.executable).parent / "accelerate"
+    r = _launch([str(accelerate), "launch", "--config_file", str(config), "-m", "illume_rm.cli", *map(str, args),
+                 str(root / "a2.jsonl")], {**os.environ, "ILLUME_RM_CACHE": str(root / "cache1")}, 1)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "illume-rm: 2 processes" in r.stderr
+    _same_records(root / "a1.jsonl", root / "a2.jsonl")
