@@ -142,10 +142,18 @@ def test_processes_started_with_different_commands_are_refused_before_work(runs,
     assert not list(tmp_path.glob("c*.jsonl"))
 
 
-def test_rl_is_refused_under_several_processes(runs, tmp_path):
-    r = _run(["rl", runs["recipe"], "--adapter", tmp_path, "--reward", tmp_path, "--out", tmp_path / "o"],
-             runs["root"] / "cache1", 2, check=False)
-    assert r.returncode != 0 and "runs in one process" in r.stderr
+@pytest.mark.parametrize("args, says", [
+    (["rl", "{recipe}", "--adapter", "{tmp}", "--reward", "{tmp}", "--out", "{tmp}/o"], "runs in one process"),
+    (["train-reward", "{recipe}", "--candidates", "{tmp}/c.jsonl", "--judgements", "{tmp}/j.jsonl", "--out", "{tmp}/r"],
+     "runs in one process"),
+    (["iterate", "{recipe}", "--run", "{tmp}/run", "--selector", "reward"], "trains with transformers' Trainer"),
+    (["iterate", "{recipe}", "--run", "{tmp}/run", "--set", "rl.algorithm=grpo"], "RL through TRL runs in one process"),
+])
+def test_what_runs_in_one_process_is_refused_under_several(runs, tmp_path, args, says):
+    args = [a.format(recipe=runs["recipe"], tmp=tmp_path) for a in args]
+    r = _run(args, runs["root"] / "cache1", 2, check=False)
+    assert r.returncode == 2 and says in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "run" / "iter-000").exists() and not (tmp_path / "o").exists()
 
 
 def test_the_shipped_accelerate_config_for_cpus_launches_two_processes(runs):

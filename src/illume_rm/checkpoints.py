@@ -85,23 +85,40 @@ def add_controls(recipe, ckpt: Path, report: dict, upper_bound: bool, log=print)
     """Measure the controls a cached warm-up lacks (made before they existed, or without --upper-bound)
     and store them in its warmup.json."""
     from .data import load_examples
+    from .distributed import processes
     from .evaluate.controls import can_write_as_text
     from .records import write_json
+
+    if upper_bound and "text" not in report:
+        data = load_examples(recipe.data, "train") + load_examples(recipe.data, "val")
+        if not can_write_as_text(data):
+            raise UserError(f"--upper-bound: data '{recipe.data.name}' has no scene graphs to write as text")
+    if "swapped" in report and (not upper_bound or "text" in report):
+        return report
+    if "swapped" not in report:
+        log("measuring the controls this cached warm-up lacks (swapped images, grounding questions)")
+    if upper_bound and "text" not in report:
+        log("training the text upper bound (the scene as text instead of the image)")
+    report = processes().run(_measure_controls, recipe, str(ckpt), report, upper_bound)
+    write_json(ckpt / "warmup.json", report)
+    return report
+
+
+def _measure_controls(recipe, ckpt: str, report: dict, upper_bound: bool) -> dict:
+    """The controls (on every process, when there are several: their evaluations are shared out)."""
+    from .data import load_examples
+    from .distributed import processes
     from .train.warmup import controls, text_upper_bound
 
+    report = dict(report)
     train, val = load_examples(recipe.data, "train"), load_examples(recipe.data, "val")
     if recipe.warmup.eval_examples is not None:
         val = val[: recipe.warmup.eval_examples]
     if "swapped" not in report:
-        log("measuring the controls this cached warm-up lacks (swapped images, grounding questions)")
-        report.update(controls(base_vlm(recipe, str(ckpt)), val))
+        report.update(controls(base_vlm(recipe, ckpt), val))
     if upper_bound and "text" not in report:
-        if not can_write_as_text(train + val):
-            raise UserError(f"--upper-bound: data '{recipe.data.name}' has no scene graphs to write as text")
-        log("training the text upper bound (the scene as text instead of the image)")
         report["text"] = text_upper_bound(base_vlm(recipe), train, val, recipe.warmup, seed=recipe.seed,
-                                          log=log)
-    write_json(ckpt / "warmup.json", report)
+                                          log=print if processes().is_main else (lambda _: None))
     return report
 
 

@@ -24,7 +24,8 @@ class Group(click.Group):
             click.echo(str(exc))
             ctx.exit(exc.exit_code)
         except UserError as exc:
-            click.echo(f"illume-rm: error: {exc}", err=True)
+            if os.environ.get("RANK", "0") == "0":  # with several processes, the first one says it
+                click.echo(f"illume-rm: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
 
     def _invoke_distributed(self, ctx):
@@ -64,6 +65,7 @@ class Group(click.Group):
 SINGLE_PROCESS = {
     "rl": "RL through TRL is not shared out among processes here",
     "annotate": "one web server",
+    "train-reward": "transformers' Trainer and the reward models' own loops are not shared out among processes here",
 }
 
 

@@ -90,6 +90,7 @@ class Run:
 
     # -- the run ------------------------------------------------------------------------
     def prepare(self) -> None:
+        self._check_processes()
         self.dir.mkdir(parents=True, exist_ok=True)
         stale = remove_stale_temps(self.dir)  # what a killed run left half-written
         if stale:
@@ -109,6 +110,22 @@ class Run:
                             "(a version before warm-up.txt); choose a new run folder (--run) or remove this one")
         atomic_write_text(existing, recipe_yaml(self.recipe))
         atomic_write_text(started, f"{self.warm.resolve()}\n")
+
+    def _check_processes(self) -> None:
+        """Under several processes, what runs in one process only is refused before any work."""
+        from .distributed import processes
+        from .reward.models import TRAINER_KINDS
+
+        if not processes().distributed:
+            return
+        r = self.recipe
+        if r.rl.algorithm != "none":
+            raise UserError(f"rl.algorithm {r.rl.algorithm}: RL through TRL runs in one process; start this run "
+                            "without accelerate launch, or without rl")
+        if r.selector.name == "reward" and r.selector.reward.kind in TRAINER_KINDS:
+            raise UserError(f"selector.reward.kind {r.selector.reward.kind} trains with transformers' Trainer, which "
+                            "runs in one process here; choose image-aware, scene-text or vlm-likelihood, or start "
+                            "this run without accelerate launch")
 
     def evaluate_stage(self, folder: Path, adapter: Path | None, label: str, iteration: int) -> dict:
         metrics_path = folder / "metrics.json"

@@ -39,6 +39,8 @@ from ..errors import MissingDependency, UserError
 from ..records import Candidate, Example, write_json
 
 KINDS = ("cross-encoder", "image-aware", "pairwise", "scene-text", "vlm-likelihood")
+# trained with transformers' Trainer, which under several processes wants all of them in its own DDP
+TRAINER_KINDS = ("cross-encoder", "pairwise")
 
 
 @dataclass
