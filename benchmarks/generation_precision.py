@@ -10,6 +10,7 @@ Rapids and later) bf16 matmuls run on the tile unit; elsewhere bf16 may be slowe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 import torch
@@ -17,7 +18,6 @@ import torch
 from illume_rm.data import DataConfig, load_examples
 from illume_rm.data.shapes import ShapesConfig
 from illume_rm.sampling import rationale_prompt
-from illume_rm.train.steps import autocast
 from illume_rm.vlm import load_vlm
 from illume_rm.vlm.base import answer_prompt
 
@@ -38,7 +38,8 @@ def main() -> None:
 
     def run(precision: str) -> dict:
         out = {}
-        with autocast(vlm, precision):
+        vlm.set_precision(precision)  # what model.precision sets: generation under bf16 autocast, or fp32
+        with contextlib.nullcontext():
             vlm.generate(answers[:4], max_new_tokens=6)  # one-time costs (kernels) outside the timing
             t = time.perf_counter()
             for _ in range(args.repeats):
@@ -54,6 +55,10 @@ def main() -> None:
                 vlm.generate(rationales[b:b + 16], max_new_tokens=24, do_sample=True, temperature=0.9, top_k=50,
                              num_return_sequences=4)
             out["sample_s"] = time.perf_counter() - t
+            t = time.perf_counter()
+            for b in range(0, len(rationales), 16):  # the loop's sampler: one prompt read, 2 temperatures x 2
+                vlm.sample_groups(rationales[b:b + 16], [0.3, 0.9], 2, max_new_tokens=24, top_k=50, seed=b)
+            out["groups_s"] = time.perf_counter() - t
         return out
 
     fp32, bf16 = run("fp32"), run("bf16")
@@ -62,7 +67,8 @@ def main() -> None:
     print("| work | fp32 | bf16 autocast | speed-up |\n|---|---|---|---|")
     for key, what, count in (("answer_s", "greedy answers (6 tokens), questions/s", n),
                              ("greedy_s", "greedy rationales (24 tokens), rationales/s", n),
-                             ("sample_s", "sampled rationales (24 tokens, 4 each), rationales/s", 4 * n)):
+                             ("sample_s", "sampled rationales (24 tokens, 4 each), rationales/s", 4 * n),
+                             ("groups_s", "the loop's sampler (sample_groups: 2 temperatures x 2), rationales/s", 4 * n)):
         a, b = count / fp32[key], count / bf16[key]
         print(f"| {what} | {a:.1f} | {b:.1f} | {b / a:.2f}x |")
     same_a = sum(x == y for x, y in zip(fp32["answers"], bf16["answers"])) / n

@@ -147,7 +147,8 @@ def test_processes_started_with_different_commands_are_refused_before_work(runs,
     (["train-reward", "{recipe}", "--candidates", "{tmp}/c.jsonl", "--judgements", "{tmp}/j.jsonl", "--out", "{tmp}/r"],
      "runs in one process"),
     (["iterate", "{recipe}", "--run", "{tmp}/run", "--selector", "reward"], "trains with transformers' Trainer"),
-    (["iterate", "{recipe}", "--run", "{tmp}/run", "--set", "rl.algorithm=grpo"], "RL through TRL runs in one process"),
+    (["iterate", "{recipe}", "--run", "{tmp}/run", "--selector", "reward", "--set", "selector.reward.kind=vlm-likelihood",
+      "--set", "rl.algorithm=grpo"], "RL through TRL runs in one process"),
 ])
 def test_what_runs_in_one_process_is_refused_under_several(runs, tmp_path, args, says):
     args = [a.format(recipe=runs["recipe"], tmp=tmp_path) for a in args]
