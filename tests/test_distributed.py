@@ -171,3 +171,23 @@ def test_the_shipped_accelerate_config_for_cpus_launches_two_processes(runs):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "illume-rm: 2 processes" in r.stderr
     _same_records(root / "a1.jsonl", root / "a2.jsonl")
+
+
+def test_the_reward_loop_with_the_likelihood_judge_writes_the_same_records(runs, tmp_path):
+    """The reward loop's seed judge, reward model (fitted in process 0) and its verdicts, under two
+    processes: the records one process writes."""
+    args = ["iterate", runs["recipe"], "--selector", "reward", "--set", "selector.reward.kind=vlm-likelihood",
+            "--set", "selector.seed_selector=length_scorer:alternate", "--set", "selector.seed_judgements=16",
+            "--set", "loop.max_iterations=1"]
+    plugins = str(Path(__file__).parent / "plugins")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [plugins, os.environ.get("PYTHONPATH")]))}
+    for n in (1, 2):
+        r = _launch([sys.executable, "-m", "illume_rm.cli", *map(str, [*args, "--run", tmp_path / f"r{n}"])],
+                    {**env, "ILLUME_RM_CACHE": str(runs["root"] / f"cache{n}")}, n)
+        assert r.returncode == 0, r.stderr[-3000:]
+    for name in ("iter-000/candidates.jsonl", "iter-000/val_candidates.jsonl"):
+        _same_records(tmp_path / "r1" / name, tmp_path / "r2" / name)
+    j1, j2 = ([{k: v for k, v in j.items() if k != "time"} for j in map(json.loads, (tmp_path / r / "iter-000" /
+               "judgements.jsonl").open())] for r in ("r1", "r2"))
+    assert [j["accepted"] for j in j1] == [j["accepted"] for j in j2]
+    assert [j["score"] for j in j1] == pytest.approx([j["score"] for j in j2], abs=1e-3)

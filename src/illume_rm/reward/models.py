@@ -40,7 +40,7 @@ from ..records import Candidate, Example, write_json
 
 KINDS = ("cross-encoder", "image-aware", "pairwise", "scene-text", "vlm-likelihood")
 # trained with transformers' Trainer, which under several processes wants all of them in its own DDP
-TRAINER_KINDS = ("cross-encoder", "pairwise")
+TRAINER_KINDS = ("cross-encoder", "pairwise", "scene-text")
 
 
 @dataclass
