@@ -89,15 +89,16 @@ def add_controls(recipe, ckpt: Path, report: dict, upper_bound: bool, log=print)
     from .evaluate.controls import can_write_as_text
     from .records import write_json
 
-    if upper_bound and "text" not in report:
+    need_swapped, need_text = "swapped" not in report, upper_bound and "text" not in report
+    if need_text:
         data = load_examples(recipe.data, "train") + load_examples(recipe.data, "val")
         if not can_write_as_text(data):
             raise UserError(f"--upper-bound: data '{recipe.data.name}' has no scene graphs to write as text")
-    if "swapped" in report and (not upper_bound or "text" in report):
+    if not (need_swapped or need_text):
         return report
-    if "swapped" not in report:
+    if need_swapped:
         log("measuring the controls this cached warm-up lacks (swapped images, grounding questions)")
-    if upper_bound and "text" not in report:
+    if need_text:
         log("training the text upper bound (the scene as text instead of the image)")
     report = processes().run(_measure_controls, recipe, str(ckpt), report, upper_bound)
     write_json(ckpt / "warmup.json", report)

@@ -194,10 +194,9 @@ def warmup(recipe, out, upper_bound, data_path, images, overrides):
         click.echo(f"nothing to warm up: {ckpt} is a pretrained model; `iterate` starts from it")
         return
     report = json.loads((ckpt / "warmup.json").read_text())
-    if "swapped" not in report or (upper_bound and "text" not in report):
-        from .checkpoints import add_controls
+    from .checkpoints import add_controls
 
-        report = add_controls(r, ckpt, report, upper_bound, log=click.echo)
+    report = add_controls(r, ckpt, report, upper_bound, log=click.echo)  # those it lacks; none when complete
     click.echo(f"\nval answer accuracy ({report['val_questions']} questions; "
                f"warm-up trained for {report['train_seconds'] / 60:.1f} min)")
     click.echo(format_controls(report))
@@ -218,25 +217,17 @@ def _examples_by_id(recipe, splits=("train", "val", "test")):
 
 
 def _checkpoint(recipe, checkpoint) -> str:
-    """The VLM folder a command reads: --checkpoint, or the recipe's warm-up (trained when missing)."""
-    if checkpoint and not (Path(checkpoint) / "config.json").is_file():
-        raise UserError(f"model checkpoint {checkpoint} does not exist (no config.json there)")
-    return checkpoint or str(warmup_checkpoint(recipe))
+    """The VLM folder a command reads: --checkpoint, or the recipe's warm-up (trained when missing);
+    checked here, before any process is handed work."""
+    from .vlm import require_checkpoint
+
+    return str(require_checkpoint(checkpoint)) if checkpoint else str(warmup_checkpoint(recipe))
 
 
 def _adapter(adapter) -> str | None:
-    if adapter and not (Path(adapter) / "adapter_config.json").is_file():
-        raise UserError(f"adapter {adapter} does not exist (no adapter_config.json there)")
-    return adapter
+    from .train.lora import require_adapter
 
-
-def _model(recipe, checkpoint, adapter):
-    from .train.lora import load_adapter
-
-    vlm = base_vlm(recipe, checkpoint or str(warmup_checkpoint(recipe)))
-    if adapter:
-        load_adapter(vlm, adapter)
-    return vlm
+    return str(require_adapter(adapter)) if adapter else None
 
 
 def _read_candidates(path):
@@ -381,7 +372,9 @@ def rl(recipe, adapter, reward_dir, out, algorithm, checkpoint, data_path, image
     if r.rl.algorithm == "none":
         r.rl.algorithm = "grpo"
     warm = Path(checkpoint) if checkpoint else warmup_checkpoint(r)
-    vlm = _model(r, str(warm), None)
+    from .tasks import open_model
+
+    vlm = open_model(r, str(warm))
     val = load_examples(r.data, "val")
     report = run_rl(vlm, Path(adapter), Path(reward_dir), load_examples(r.data, "train"),
                     heldout_val(val, r.sampling.eval_examples, r.rl.eval_examples), r.rl, Path(out), r.sampling,

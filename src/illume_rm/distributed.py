@@ -9,7 +9,8 @@ GPUs). Every process runs the same command on the same data; the heavy parts sha
 - ``average_gradients``: data-parallel training (each process takes its share of every batch; the
   gradients are averaged before the optimiser steps, as DDP does), so every process holds the
   same weights after each step;
-- only the main process writes files (``is_main``), the others wait for it (``barrier``).
+- ``run`` / ``serve``: the main process runs the command and hands these stages to every process
+  (``illume_rm.tasks``); the others only serve them, so only the main process writes files.
 
 With one process (no ``WORLD_SIZE`` > 1 in the environment) every method is the plain,
 single-process thing and torch.distributed is never touched.
@@ -53,6 +54,11 @@ class Processes:
     def shard(self, items: Sequence[T]) -> list[T]:
         """This process's share of a batch: every ``world``-th item."""
         return list(items[self.rank::self.world]) if self.distributed else list(items)
+
+    def advance(self, bar, n: int) -> None:
+        """Move the main process's progress bar by ``n`` (this process's batch) times the number of
+        processes (theirs, about as large), never past its total."""
+        bar.update(min(n * self.world, bar.total - bar.n))
 
     def sum(self, value: float) -> float:
         if not self.distributed:
@@ -112,12 +118,6 @@ class Processes:
         box = [message]
         dist.broadcast_object_list(box, src=0)
         return box[0]
-
-    def barrier(self) -> None:
-        if self.distributed:
-            import torch.distributed as dist
-
-            dist.barrier()
 
     def gather(self, value: Any) -> list[Any]:
         if not self.distributed:

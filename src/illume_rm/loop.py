@@ -74,13 +74,7 @@ class Run:
         return val if n is None else val[:n]
 
     def model(self, adapter: Path | None = None):
-        from .train.lora import load_adapter
-        from .vlm import load_vlm
-
-        vlm = load_vlm(self.warm, device=self.recipe.model.device, precision=self.recipe.model.precision)
-        if adapter is not None:
-            load_adapter(vlm, adapter)
-        return vlm
+        return tasks.open_model(self.recipe, str(self.warm), _opt(adapter))
 
     def iter_dir(self, i: int) -> Path:
         return self.dir / f"iter-{i:03d}"
@@ -114,7 +108,7 @@ class Run:
     def _check_processes(self) -> None:
         """Under several processes, what runs in one process only is refused before any work."""
         from .distributed import processes
-        from .reward.models import TRAINER_KINDS
+        from .reward.models import KINDS, TRAINER_KINDS
 
         if not processes().distributed:
             return
@@ -124,8 +118,8 @@ class Run:
                             "without accelerate launch, or without rl")
         if r.selector.name == "reward" and r.selector.reward.kind in TRAINER_KINDS:
             raise UserError(f"selector.reward.kind {r.selector.reward.kind} trains with transformers' Trainer, which "
-                            "runs in one process here; choose image-aware, scene-text or vlm-likelihood, or start "
-                            "this run without accelerate launch")
+                            f"runs in one process here; choose {' or '.join(k for k in KINDS if k not in TRAINER_KINDS)}, "
+                            "or start this run without accelerate launch")
 
     def evaluate_stage(self, folder: Path, adapter: Path | None, label: str, iteration: int) -> dict:
         metrics_path = folder / "metrics.json"

@@ -16,7 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Type, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Type, TypeVar
 
 from .errors import UserError
 
@@ -165,16 +165,22 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 _TEMP = re.compile(r"^\..+\.tmp-(\d+)(?:-.*)?$")
 
 
-def copy_tree_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Copy the folder ``src`` to ``dst`` so that readers see no ``dst`` or a whole one (a temporary
-    ``.NAME.tmp-PID`` folder beside it, renamed; ``remove_stale_temps`` clears one a killed copy left)."""
+def write_tree_atomic(dst: str | os.PathLike, write: Callable[[Path], Any]) -> None:
+    """Write the folder ``dst`` with ``write(tmp)`` so that readers see no ``dst`` or a whole one (a
+    temporary ``.NAME.tmp-PID`` folder beside it, renamed; ``remove_stale_temps`` clears one a killed
+    writer left)."""
     dst = Path(dst)
     tmp = dst.parent / f".{dst.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
+    write(tmp)
     if dst.exists():
         shutil.rmtree(dst)
     os.replace(tmp, dst)
+
+
+def copy_tree_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Copy the folder ``src`` to ``dst``, atomically (``write_tree_atomic``)."""
+    write_tree_atomic(dst, lambda tmp: shutil.copytree(src, tmp))
 
 
 def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:

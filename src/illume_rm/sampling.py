@@ -80,8 +80,7 @@ def sample_candidates(vlm: VLM, examples: Sequence[Example], cfg: SamplingConfig
         groups = vlm.sample_groups(items, cfg.temperatures, cfg.samples_per_temperature,
                                    max_new_tokens=cfg.max_new_tokens, top_k=cfg.top_k,
                                    seed=batch_seed(seed, start))
-        bar.update(min(len(chunk) * len(cfg.temperatures) * cfg.samples_per_temperature * procs.world,
-                       bar.total - bar.n))  # with several processes: this one's batches, times their number
+        procs.advance(bar, len(chunk) * len(cfg.temperatures) * cfg.samples_per_temperature)
         return groups
 
     per_batch = procs.map(one, starts)
@@ -119,7 +118,7 @@ def explain(vlm: VLM, examples: Sequence[Example], cfg: SamplingConfig, iteratio
             [(ex.image, answer_prompt(ex, cfg.answer_template), None) for ex in chunk], max_new_tokens=6)]
         rows = vlm.generate_scored([(ex.image, rationale_prompt(ex, a, cfg.template), None)
                                     for ex, a in zip(chunk, answers)], max_new_tokens=cfg.max_new_tokens)
-        bar.update(min(len(chunk) * procs.world, bar.total - bar.n))
+        procs.advance(bar, len(chunk))
         return [Candidate(id=f"{ex.id}#eval{iteration}", example_id=ex.id, answer=a,
                           rationale=clean_rationale(row[0][0]), iteration=iteration, temperature=0.0,
                           logprob=row[0][1], model=model_name) for ex, a, row in zip(chunk, answers, rows)]

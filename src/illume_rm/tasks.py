@@ -5,13 +5,11 @@ out (batches, or each training batch's items); the others run nothing else, so o
 process reads and writes run folders. With one process each is a plain call."""
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from typing import Sequence
 
 from .distributed import processes
-from .records import Candidate, Example
+from .records import Candidate, Example, write_tree_atomic
 
 
 def open_model(recipe, checkpoint: str | None, adapter: str | None = None):
@@ -48,21 +46,15 @@ def _finetune(recipe, checkpoint, train, accepted, seed, out) -> list[float]:
     losses = finetune(vlm, train, accepted, recipe.finetune, seed=seed,
                       log=print if procs.is_main else (lambda _: None))
     if procs.is_main:  # the adapter appears whole or not at all
-        out = Path(out)
-        tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        save_adapter(vlm, tmp)
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(tmp, out)
+        write_tree_atomic(out, lambda tmp: save_adapter(vlm, tmp))
     return losses
 
 
 def _warmup(recipe, train, val, out) -> dict:
-    from .checkpoints import base_vlm
     from .train.warmup import run_warmup
 
     procs = processes()
-    vlm = base_vlm(recipe)
+    vlm = open_model(recipe, None)
     images = [e.image for e in list(train) + list(val) if e.image]
     if images and hasattr(vlm, "features"):  # computed once, before training (text-only data has none)
         vlm.features.get(images, progress=procs.is_main)

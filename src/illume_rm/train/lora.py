@@ -81,6 +81,14 @@ def save_adapter(vlm, path: str | Path) -> None:
     part.save_pretrained(path)
 
 
+def require_adapter(path: str | Path) -> Path:
+    """``path``, a saved adapter's folder; refused (one line) when it holds none."""
+    path = Path(path)
+    if not (path / "adapter_config.json").is_file():
+        raise UserError(f"adapter {path} does not exist (no adapter_config.json there)")
+    return path
+
+
 def load_adapter(vlm, path: str | Path) -> None:
     """Put a saved adapter on the model, merged into its weights (for sampling and evaluation; not
     trainable): an unmerged adapter's extra matrix products in every projection made a decoding step
@@ -88,9 +96,7 @@ def load_adapter(vlm, path: str | Path) -> None:
     metrics were the same to the digit (seed 1)."""
     from peft import PeftModel
 
-    path = Path(path)
-    if not (path / "adapter_config.json").is_file():
-        raise UserError(f"adapter {path} does not exist (no adapter_config.json there)")
+    path = require_adapter(path)
     model = vlm.model
     if _is_builtin(model):
         model.language_model = PeftModel.from_pretrained(model.language_model, path).merge_and_unload()

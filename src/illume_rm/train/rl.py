@@ -48,6 +48,7 @@ import torch
 from ..errors import UserError
 from ..records import Candidate, Example, atomic_write_text, write_json
 from ..vlm.base import answer_prompt, parse_answer
+from .lora import require_adapter
 
 RL_ALGORITHMS = ("grpo", "rloo")
 ALGORITHMS = ("none", *RL_ALGORITHMS)
@@ -201,9 +202,7 @@ def top_level_policy(vlm, adapter: str | Path):
     from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    adapter = Path(adapter)
-    if not (adapter / "adapter_config.json").is_file():
-        raise UserError(f"adapter {adapter} does not exist (no adapter_config.json there)")
+    adapter = require_adapter(adapter)
     if not _is_builtin(vlm):
         vlm.model = PeftModel.from_pretrained(vlm.model, adapter, is_trainable=True)
         return vlm.model
@@ -480,8 +479,7 @@ def run_rl(vlm, start_adapter: Path, reward_dir: Path, train: Sequence[Example],
     if not (reward_dir / "reward.json").is_file():
         raise UserError(f"reward model {reward_dir} does not exist (no reward.json there)")
     check_reward_fits(reward_dir, data_key, warm_up)
-    if not (Path(start_adapter) / "adapter_config.json").is_file():  # refused before anything is written
-        raise UserError(f"adapter {start_adapter} does not exist (no adapter_config.json there)")
+    require_adapter(start_adapter)  # refused before anything is written
     out.mkdir(parents=True, exist_ok=True)
     reader = None
     if reward_kind(reward_dir) in NEEDS_VLM:  # a reward model that reads the warm-up VLM gets its own copy

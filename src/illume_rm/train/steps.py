@@ -102,8 +102,7 @@ def _shard_loss(vlm: VLM, procs, items, weights, extra_loss, params) -> torch.Te
     """This process's part of the batch loss: its share's loss, scaled so that the mean over the
     processes is the whole batch's loss (per-item weights and the extra term's units counted)."""
     w_all = list(weights) if weights is not None else [1.0] * len(items)
-    mine = range(procs.rank, len(items), procs.world)
-    shard, w_shard = [items[i] for i in mine], [w_all[i] for i in mine]
+    shard, w_shard = procs.shard(items), procs.shard(w_all)
     loss = sum(p.sum() * 0.0 for p in params[:1])  # a zero that keeps the graph when the share is empty
     if shard:
         loss = loss + vlm.loss(shard, w_shard) * (sum(w_shard) * procs.world / sum(w_all))

@@ -9,8 +9,6 @@ cached by recipe, so a second run skips it.
 """
 from __future__ import annotations
 
-import os
-import shutil
 import random
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -20,7 +18,7 @@ from typing import Callable, Literal, Sequence
 import torch
 
 from ..errors import UserError
-from ..records import Example, write_json
+from ..records import Example, write_json, write_tree_atomic
 from ..vlm.base import ANSWER_TEMPLATE, VLM, Item, answer_prompt
 from ..evaluate.accuracy import accuracy_by_family, chance_by_family
 from ..evaluate.controls import as_text, grounding_accuracy, swap_images
@@ -279,11 +277,10 @@ def run_warmup(vlm: VLM, train: Sequence[Example], val: Sequence[Example], cfg: 
         + format_controls(report))
     from ..distributed import processes
 
-    if processes().is_main:  # with several processes, they all hold the same weights; one saves them
-        tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
+    def write(tmp: Path) -> None:
         vlm.save(tmp)
         write_json(tmp / "warmup.json", report)
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(tmp, out)  # the checkpoint appears whole or not at all
+
+    if processes().is_main:  # with several processes, they all hold the same weights; one saves them
+        write_tree_atomic(out, write)  # the checkpoint appears whole or not at all
     return report

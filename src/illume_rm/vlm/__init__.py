@@ -24,16 +24,21 @@ def load_vlm(path: str | Path, device: str | None = None, image_size: int = 192,
     return _open(path, device, image_size, image_grid).set_precision(precision)
 
 
+def require_checkpoint(path: str | Path) -> Path:
+    """``path``, a saved model's folder; refused (one line) when it holds none."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise UserError(f"model checkpoint {path} does not exist (no config.json there)")
+    return path
+
+
 def _open(path: str | Path, device: str | None, image_size: int, image_grid: int) -> VLM:
     if str(path) == "builtin":
         from .weights import build_builtin
 
         return BuiltinVLM.load(build_builtin(image_size, image_grid), device=device)
-    path = Path(path)
-    config = path / "config.json"
-    if not config.is_file():
-        raise UserError(f"model checkpoint {path} does not exist (no config.json there)")
-    model_type = json.loads(config.read_text()).get("model_type")
+    path = require_checkpoint(path)
+    model_type = json.loads((path / "config.json").read_text()).get("model_type")
     if model_type == "illume_vlm":
         return BuiltinVLM.load(path, device=device)
     from .hf import HFVLM

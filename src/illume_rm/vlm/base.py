@@ -115,7 +115,7 @@ class VLM(abc.ABC):
         def one(start: int) -> list[str]:
             chunk = examples[start:start + batch_size]
             gens = self.generate([(ex.image, answer_prompt(ex, template), None) for ex in chunk], max_new_tokens=6)
-            bar.update(procs.world)
+            procs.advance(bar, 1)
             return [parse_answer(g[0]) for g in gens]
 
         out = [a for part in procs.map(one, starts) for a in part]
