@@ -121,3 +121,27 @@ def tiny_gemma3(folder: Path) -> Path:
     Gemma3Processor(image_processor=images, tokenizer=tok, image_seq_length=4,
                     chat_template=GEMMA3_TEMPLATE).save_pretrained(folder)
     return folder
+
+
+def tiny_paligemma(folder: Path) -> Path:
+    """PaliGemma: a SigLIP tower, a Gemma text model reading a prefix (no chat template)."""
+    from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor
+    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+
+    from illume_rm.vlm.weights import _tiny_tokenizer
+
+    tok = _tiny_tokenizer()
+    images = SiglipImageProcessorPil(size={"height": 32, "width": 32})
+    images.image_seq_length = 16  # (32 / 8) ** 2 patches
+    processor = PaliGemmaProcessor(image_processor=images, tokenizer=tok)  # adds <image> and its location tokens
+    cfg = PaliGemmaConfig(
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+                           image_size=32, patch_size=8, projection_dim=32),
+        text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=8, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id),
+        image_token_id=processor.image_token_id, projection_dim=32)
+    torch.manual_seed(0)
+    PaliGemmaForConditionalGeneration(cfg).save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder

@@ -8,14 +8,15 @@ import shutil
 import pytest
 import torch
 
-from families import tiny_gemma3, tiny_idefics3, tiny_llava_next
+from families import tiny_gemma3, tiny_idefics3, tiny_llava_next, tiny_paligemma
 from illume_rm.errors import UserError
 from illume_rm.vlm import load_vlm
 from test_vlm import tiny_llava
 
 FAMILIES = {"llava": (tiny_llava, "ASSISTANT:", "vision_tower"), "idefics3": (tiny_idefics3, "Assistant:", "vision_model"),
             "llava_next": (tiny_llava_next, "[/INST]", "vision_tower"),
-            "gemma3": (tiny_gemma3, "<start_of_turn>model", "vision_tower")}
+            "gemma3": (tiny_gemma3, "<start_of_turn>model", "vision_tower"),
+            "paligemma": (tiny_paligemma, "?\n", "vision_tower")}  # its prefix ends with a newline
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
@@ -109,3 +110,24 @@ def test_the_loop_starts_from_a_pretrained_model_without_warm_up(tmp_path):
     assert "pretrained idefics3 model; no warm-up" in r.output
     assert (tmp_path / "run" / "warm-up.txt").read_text().strip() == str(folder.resolve())
     assert (tmp_path / "run" / "iter-000" / "adapter" / "adapter_config.json").exists()
+
+
+def test_paligemma_reads_a_prefix_and_continues_its_suffix(tmp_path, shapes_small):
+    """No chat template: the question is the prefix (attended both ways), the reply begun is the start
+    of the suffix, and a prompt is exactly the training sequence up to where the target begins."""
+    from illume_rm.data import load_examples
+
+    vlm = load_vlm(tiny_paligemma(tmp_path / "pali"))
+    ex = load_examples(shapes_small, "train")[0]
+    item = (ex.image, "Q: What colour? A: red, seeing that", " it is red")
+    batch, labels = vlm.labelled([item])
+    prompt = vlm._encode([item[:2] + (None,)], False, "left")
+    n = prompt["input_ids"].shape[1]
+    assert torch.equal(prompt["input_ids"][0], batch["input_ids"][0, :n])
+    assert torch.equal(prompt["token_type_ids"][0], batch["token_type_ids"][0, :n])
+    tok = vlm.tokenizer
+    suffix = batch["input_ids"][0][batch["token_type_ids"][0] == 1]
+    assert tok.decode(suffix, skip_special_tokens=True) == "red, seeing that it is red"
+    assert tok.decode(batch["input_ids"][0][labels[0] != -100], skip_special_tokens=True).strip() == "it is red"
+    with pytest.raises(UserError, match="reads an image with every prompt"):
+        vlm.generate([(None, "Q: What colour? A:", None)])

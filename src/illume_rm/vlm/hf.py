@@ -8,6 +8,11 @@ prompt); a target continues the assistant turn, and only the assistant's tokens 
 turn's end included, so the model learns to stop). Each family's own image tokens (LLaVA's
 ``<image>``, Qwen2-VL's vision start/pad/end, Idefics3's tiles) are the processor's business.
 Generation pads on the left and stops at any of the model's end tokens (the end of a turn too).
+
+PaliGemma has no chat template: it reads a prefix (``<image>`` tokens, BOS, the task, a newline;
+attended both ways) and writes a suffix (attended causally; ``token_type_ids`` tell them apart).
+The user's text is its prefix, the reply (begun, then the target) its suffix, as its processor's
+``suffix=`` builds it for fine-tuning.
 """
 from __future__ import annotations
 
@@ -22,7 +27,9 @@ from .base import VLM, Item, generation_kwargs, group_rows, sequence_logprobs, w
 from .builtin import default_device
 
 # families tested offline with tiny random models of their own classes (tests/test_families.py)
-TESTED_FAMILIES = ("llava", "llava_next", "idefics3", "gemma3")
+TESTED_FAMILIES = ("llava", "llava_next", "idefics3", "gemma3", "paligemma")
+# families that read a prefix and write a suffix (no chat template)
+PREFIX_LM_FAMILIES = ("paligemma",)
 
 
 def chat_turns(prompt: str) -> tuple[str, str]:
@@ -56,7 +63,8 @@ class HFVLM(VLM):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.path = path
         self.name = Path(path).name if path else type(model).__name__
-        if not getattr(processor, "chat_template", None):
+        self.prefix_lm = getattr(model.config, "model_type", None) in PREFIX_LM_FAMILIES
+        if not self.prefix_lm and not getattr(processor, "chat_template", None):
             raise UserError(f"{path or self.name}: the processor has no chat template, so illume-rm cannot write "
                             "prompts the way this model reads them; give it one (a chat_template.jinja beside "
                             "the processor's files, or processor.chat_template = ... then save_pretrained)")
@@ -91,6 +99,8 @@ class HFVLM(VLM):
             continue_final_message=last_is_reply and not reply_done)
 
     def _encode(self, items: Sequence[Item], with_targets: bool, padding_side: str) -> dict:
+        if self.prefix_lm:
+            return self._encode_prefix_lm(items, with_targets, padding_side)
         texts, images = [], []
         for img, prompt, target in items:
             if with_targets:
@@ -99,11 +109,7 @@ class HFVLM(VLM):
             else:
                 texts.append(self._render(chat_messages(prompt, img is not None), reply_done=False))
             if img is not None:
-                try:
-                    with Image.open(img) as im:
-                        images.append([im.convert("RGB")])  # per text its images (Gemma3 and Idefics3 ask for it)
-                except OSError as exc:
-                    raise UserError(f"image {img} cannot be read: {exc}") from None
+                images.append([_read_image(img)])  # per text its images (Gemma3 and Idefics3 ask for it)
         self.tokenizer.padding_side = padding_side
         kwargs = dict(text=texts, return_tensors="pt", padding=True)
         if images:
@@ -111,6 +117,33 @@ class HFVLM(VLM):
                 raise UserError(f"{self.name}: a batch must be all images or all text for this processor")
             kwargs["images"] = images
         batch = self.processor(**kwargs) if images or self.tokenizer is not self.processor else self.tokenizer(texts, return_tensors="pt", padding=True)
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def _encode_prefix_lm(self, items: Sequence[Item], with_targets: bool, padding_side: str) -> dict:
+        """PaliGemma: prefix ``<image>{user text}``, suffix the reply (begun, then the target) and its
+        end, which a prompt (``with_targets`` False) leaves off so the model writes on."""
+        prefixes, suffixes, images = [], [], []
+        image_token = getattr(self.processor, "image_token", "<image>")
+        for img, prompt, target in items:
+            if img is None:
+                raise UserError(f"{self.name}: a {self.model.config.model_type} model reads an image with every "
+                                "prompt; this example has none")
+            user, so_far = chat_turns(prompt)
+            prefixes.append(image_token + user)
+            suffixes.append((so_far + (target or "")).strip() if with_targets else so_far)
+            images.append([_read_image(img)])
+        self.tokenizer.padding_side = padding_side
+        batch = self.processor(text=prefixes, images=images, suffix=suffixes, return_tensors="pt", padding=True)
+        batch = {k: v for k, v in batch.items() if k != "labels"}
+        if not with_targets:  # each row's last real token is the end the processor appended to the suffix
+            if padding_side == "left":
+                batch = {k: v[:, :-1] if k in ("input_ids", "attention_mask", "token_type_ids") else v
+                         for k, v in batch.items()}
+            else:
+                last = batch["attention_mask"].sum(1) - 1
+                rows = torch.arange(len(items))
+                batch["attention_mask"][rows, last] = 0
+                batch["input_ids"][rows, last] = self.tokenizer.pad_token_id
         return {k: v.to(self.device) for k, v in batch.items()}
 
     def loss(self, items: Sequence[Item], weights: Sequence[float] | None = None) -> torch.Tensor:
@@ -157,3 +190,11 @@ class HFVLM(VLM):
         texts = [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
         logprobs = sequence_logprobs(new, out.logits, self.end_ids)
         return group_rows(list(zip(texts, logprobs)), num_return_sequences)
+
+
+def _read_image(path: str) -> Image.Image:
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except OSError as exc:
+        raise UserError(f"image {path} cannot be read: {exc}") from None
