@@ -244,3 +244,43 @@ def test_lora_fine_tuning_of_an_hf_vlm(tmp_path, shapes_small):
     load_adapter(again, tmp_path / "adapter")
     with torch.no_grad():
         assert float(again.loss(items)) == pytest.approx(tuned, rel=1e-5) and plain != pytest.approx(tuned, rel=1e-3)
+
+
+def test_rationale_examples_can_leave_their_answer_out_of_the_loss(tiny_vlm_path, shapes_small):
+    """``finetune.loss_on_answer: false``: the same tokens, the answer moved into the prompt (the
+    sampling prompt, exactly), so a selection whose answers lean one way does not teach that lean."""
+    from illume_rm.data import load_examples
+    from illume_rm.records import Candidate
+    from illume_rm.sampling import rationale_prompt
+    from illume_rm.train.finetune import FinetuneConfig, explained_item, finetune
+    from illume_rm.train.lora import LoraConfig
+
+    vlm = load_vlm(tiny_vlm_path)
+    train = [e for e in load_examples(shapes_small, "train") if e.answer in ("yes", "no")][:8]
+    ex = train[0]
+    full, masked = explained_item(ex, "there is a red circle"), explained_item(ex, "there is a red circle", False)
+    assert masked[1] == rationale_prompt(ex, ex.answer) and masked[2] == " there is a red circle"
+    a = vlm.processor.build([full[1]], [True], [full[2]])
+    b = vlm.processor.build([masked[1]], [True], [masked[2]])
+    assert torch.equal(a["input_ids"], b["input_ids"])  # the same sequence
+    supervised = b["labels"] != -100
+    assert torch.equal(a["labels"][supervised], b["labels"][supervised])  # the rationale and the end, as before
+    head = (a["labels"] != -100) & ~supervised
+    assert 0 < int(head.sum()) < int((a["labels"] != -100).sum())  # the answer and "seeing that": out of the loss
+
+    # every selected rationale says "yes": with the answer in the loss the model learns to say yes
+    accepted = [Candidate(id=f"{e.id}#0", example_id=e.id, answer="yes", rationale="there is a red circle")
+                for e in train]
+    yes = [(e.image, "Q: " + e.question + " A:", " yes") for e in train]
+    lean = {}
+    for on_answer in (True, False):
+        vlm = load_vlm(tiny_vlm_path)
+        with torch.no_grad():
+            before = sum(vlm.target_logprobs(yes))
+        cfg = FinetuneConfig(steps=10, batch_size=4, lr=1e-2, answer_ratio=0.0, loss_on_answer=on_answer,
+                             lora=LoraConfig(r=4, alpha=8, train_projector=False))
+        finetune(vlm, [e.__class__(**{**e.__dict__, "answers": ["yes"]}) for e in train], accepted, cfg,
+                 log=lambda s: None)
+        with torch.no_grad():
+            lean[on_answer] = sum(vlm.target_logprobs(yes)) - before
+    assert lean[True] > 3 and lean[False] < lean[True] / 3
