@@ -258,7 +258,7 @@ def test_rationale_examples_can_leave_their_answer_out_of_the_loss(tiny_vlm_path
     vlm = load_vlm(tiny_vlm_path)
     train = [e for e in load_examples(shapes_small, "train") if e.answer in ("yes", "no")][:8]
     ex = train[0]
-    full, masked = explained_item(ex, "there is a red circle"), explained_item(ex, "there is a red circle", False)
+    full, masked = explained_item(ex, "there is a red circle", True), explained_item(ex, "there is a red circle", False)
     assert masked[1] == rationale_prompt(ex, ex.answer) and masked[2] == " there is a red circle"
     a = vlm.processor.build([full[1]], [True], [full[2]])
     b = vlm.processor.build([masked[1]], [True], [masked[2]])

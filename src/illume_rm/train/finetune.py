@@ -52,7 +52,7 @@ def rationale_target(answer: str, rationale: str) -> str:
     return f" {answer}, seeing that {rationale}"
 
 
-def explained_item(ex: Example, rationale: str, loss_on_answer: bool = True) -> Item:
+def explained_item(ex: Example, rationale: str, loss_on_answer: bool) -> Item:
     """``Q: .. A:`` -> `` {answer}, seeing that {rationale}``; without ``loss_on_answer`` the same
     tokens, with the answer and "seeing that" moved into the prompt, so only the rationale is learnt."""
     target = rationale_target(ex.answer, rationale)
@@ -62,7 +62,7 @@ def explained_item(ex: Example, rationale: str, loss_on_answer: bool = True) -> 
     return ex.image, answer_prompt(ex) + head, target[len(head):]
 
 
-def rationale_items(examples: dict[str, Example], accepted: Sequence[Candidate], loss_on_answer: bool = True) -> list[Item]:
+def rationale_items(examples: dict[str, Example], accepted: Sequence[Candidate], loss_on_answer: bool) -> list[Item]:
     items = []
     for c in accepted:
         ex = examples.get(c.example_id)
@@ -77,7 +77,7 @@ def gt_count(train: Sequence[Example], fraction: float) -> int:
     return round(sum(1 for ex in train if ex.explanations) * fraction)
 
 
-def gt_items(train: Sequence[Example], fraction: float, seed: int, loss_on_answer: bool = True) -> list[Item]:
+def gt_items(train: Sequence[Example], fraction: float, seed: int, loss_on_answer: bool) -> list[Item]:
     rng = random.Random(seed)
     with_refs = [ex for ex in train if ex.explanations]
     chosen = rng.sample(with_refs, gt_count(train, fraction))
