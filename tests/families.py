@@ -145,3 +145,157 @@ def tiny_paligemma(folder: Path) -> Path:
     PaliGemmaForConditionalGeneration(cfg).save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+# -- families whose processor carries a video half ------------------------------------------------------
+# Qwen2-VL, Qwen2.5-VL and SmolVLM's processors hold a video processor, which needs torchvision; the
+# package registries here have only its CUDA build, which does not load against torch's CPU wheel. So
+# these tests give each family's own processor class without its video half (illume-rm sends images
+# only): the family's image processor (its PIL backend), tokenizer, image tokens and chat template.
+def image_only(processor_cls, video_defaults: dict | None = None):
+    """``processor_cls`` with its image processor and tokenizer, and no video processor; ``video_defaults``
+    stands in for the settings of its video processor that the processor reads for any conversation
+    (SmolVLM's chat template asks for ``num_frames`` and ``fps``)."""
+    from types import SimpleNamespace
+
+    class ImageOnly(processor_cls):
+        @classmethod
+        def get_attributes(cls):
+            return ["image_processor", "tokenizer"]
+
+        def __init__(self, image_processor=None, tokenizer=None, **kwargs):
+            super().__init__(image_processor, tokenizer, None, **kwargs)
+            if video_defaults is not None:
+                self.video_processor = SimpleNamespace(**video_defaults)
+
+    ImageOnly.__name__ = processor_cls.__name__
+    return ImageOnly
+
+
+def _save_parts(folder: Path, model, tok, images, template: str) -> Path:
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    images.save_pretrained(folder)
+    (folder / "chat_template.jinja").write_text(template)
+    return folder
+
+
+def open_image_only(folder: Path, model_cls, processor_cls, images_cls, video_defaults=None, **processor_kwargs):
+    """The VLM of a folder written by ``_save_parts``: its model class, and its processor class without
+    the video half (what ``load_vlm`` would open where torchvision is installed)."""
+    from transformers import AutoTokenizer
+
+    from illume_rm.vlm.hf import HFVLM
+
+    processor = image_only(processor_cls, video_defaults)(images_cls.from_pretrained(folder), AutoTokenizer.from_pretrained(folder),
+                                          chat_template=(folder / "chat_template.jinja").read_text(), **processor_kwargs)
+    return HFVLM(model_cls.from_pretrained(folder).eval(), processor, path=str(folder))
+
+
+# Qwen2-VL's chat template, shortened (no system turn): ChatML turns, the image as vision start/pad/end
+QWEN2_VL_TEMPLATE = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' }}"
+                     "{% for item in message['content'] %}{% if item['type'] == 'image' %}"
+                     "{{ '<|vision_start|><|image_pad|><|vision_end|>' }}{% elif item['type'] == 'text' %}"
+                     "{{ item['text'] }}{% endif %}{% endfor %}{{ '<|im_end|>\\n' }}{% endfor %}"
+                     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+
+def _qwen_tokenizer():
+    from illume_rm.vlm.weights import _tiny_tokenizer
+
+    tok = _tiny_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>", "<|vision_start|>",
+                                                          "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]})
+    ids = {"image_token_id": "<|image_pad|>", "video_token_id": "<|video_pad|>",
+           "vision_start_token_id": "<|vision_start|>", "vision_end_token_id": "<|vision_end|>"}
+    return tok, {k: tok.convert_tokens_to_ids(v) for k, v in ids.items()}
+
+
+def _qwen_text(tok) -> dict:
+    # M-RoPE: the rotary dimensions split over time, height and width (head_dim 8: 4 frequencies)
+    return dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
+                pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                rope_parameters={"rope_type": "default", "mrope_section": [1, 1, 2], "rope_theta": 10000.0})
+
+
+def _qwen_images():
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    # every image resized to 56 x 56 pixels: 4 x 4 patches of 14, merged 2 x 2 into 4 image tokens
+    return Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=56 * 56)
+
+
+def tiny_qwen2_vl(folder: Path) -> Path:
+    """Qwen2-VL: a ViT over 14-pixel patches merged 2 x 2, M-RoPE, a Qwen2 text model."""
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    tok, ids = _qwen_tokenizer()
+    cfg = Qwen2VLConfig(vision_config=dict(depth=1, embed_dim=32, hidden_size=32, num_heads=4, mlp_ratio=2),
+                        text_config=_qwen_text(tok), **ids)
+    torch.manual_seed(0)
+    model = Qwen2VLForConditionalGeneration(cfg)
+    model.generation_config.eos_token_id = tok.convert_tokens_to_ids("<|im_end|>")
+    return _save_parts(folder, model, tok, _qwen_images(), QWEN2_VL_TEMPLATE)
+
+
+def open_qwen2_vl(folder: Path):
+    from transformers import Qwen2VLForConditionalGeneration, Qwen2VLProcessor
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    return open_image_only(folder, Qwen2VLForConditionalGeneration, Qwen2VLProcessor, Qwen2VLImageProcessorPil)
+
+
+def tiny_qwen2_5_vl(folder: Path) -> Path:
+    """Qwen2.5-VL: Qwen2-VL with windowed attention in the vision tower (one full-attention block)."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    tok, ids = _qwen_tokenizer()
+    cfg = Qwen2_5_VLConfig(vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=4,
+                                              out_hidden_size=32, window_size=56, fullatt_block_indexes=[1]),
+                           text_config=_qwen_text(tok), **ids)
+    torch.manual_seed(0)
+    model = Qwen2_5_VLForConditionalGeneration(cfg)
+    model.generation_config.eos_token_id = tok.convert_tokens_to_ids("<|im_end|>")
+    return _save_parts(folder, model, tok, _qwen_images(), QWEN2_VL_TEMPLATE)
+
+
+def open_qwen2_5_vl(folder: Path):
+    from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    return open_image_only(folder, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, Qwen2VLImageProcessorPil)
+
+
+def tiny_smolvlm(folder: Path) -> Path:
+    """SmolVLM (SmolVLM2's own classes, ``smolvlm``): Idefics3's design, its own processor."""
+    from transformers import SmolVLMConfig, SmolVLMForConditionalGeneration
+    from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil
+
+    from illume_rm.vlm.weights import _tiny_tokenizer
+
+    tok = _tiny_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<fake_token_around_image>", "<image>",
+                                                          "<end_of_utterance>", "<global-img>"]})
+    end = tok.convert_tokens_to_ids("<end_of_utterance>")
+    cfg = SmolVLMConfig(
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+                           image_size=32, patch_size=16),
+        text_config=dict(model_type="llama", vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, eos_token_id=end,
+                         pad_token_id=tok.pad_token_id),
+        image_token_id=tok.convert_tokens_to_ids("<image>"), scale_factor=2)
+    torch.manual_seed(0)
+    model = SmolVLMForConditionalGeneration(cfg)
+    model.generation_config.eos_token_id = end
+    images = SmolVLMImageProcessorPil(size={"longest_edge": 32}, max_image_size={"longest_edge": 32},
+                                      do_image_splitting=False)
+    return _save_parts(folder, model, tok, images, IDEFICS3_TEMPLATE)
+
+
+def open_smolvlm(folder: Path):
+    from transformers import SmolVLMForConditionalGeneration, SmolVLMProcessor
+    from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil
+
+    return open_image_only(folder, SmolVLMForConditionalGeneration, SmolVLMProcessor, SmolVLMImageProcessorPil,
+                           video_defaults={"num_frames": 64, "fps": 1}, image_seq_len=1)

@@ -8,7 +8,8 @@ import shutil
 import pytest
 import torch
 
-from families import tiny_gemma3, tiny_idefics3, tiny_llava_next, tiny_paligemma
+from families import (open_qwen2_5_vl, open_qwen2_vl, open_smolvlm, tiny_gemma3, tiny_idefics3, tiny_llava_next,
+                      tiny_paligemma, tiny_qwen2_5_vl, tiny_qwen2_vl, tiny_smolvlm)
 from illume_rm.errors import UserError
 from illume_rm.vlm import load_vlm
 from test_vlm import tiny_llava
@@ -16,7 +17,12 @@ from test_vlm import tiny_llava
 FAMILIES = {"llava": (tiny_llava, "ASSISTANT:", "vision_tower"), "idefics3": (tiny_idefics3, "Assistant:", "vision_model"),
             "llava_next": (tiny_llava_next, "[/INST]", "vision_tower"),
             "gemma3": (tiny_gemma3, "<start_of_turn>model", "vision_tower"),
-            "paligemma": (tiny_paligemma, "?\n", "vision_tower")}  # its prefix ends with a newline
+            "paligemma": (tiny_paligemma, "?\n", "vision_tower"),  # its prefix ends with a newline
+            "qwen2_vl": (tiny_qwen2_vl, "<|im_start|>assistant", "visual"),
+            "qwen2_5_vl": (tiny_qwen2_5_vl, "<|im_start|>assistant", "visual"),
+            "smolvlm": (tiny_smolvlm, "Assistant:", "vision_model")}
+# families opened with their processor's image half only (tests/families.py: no CPU torchvision here)
+OPEN = {"qwen2_vl": open_qwen2_vl, "qwen2_5_vl": open_qwen2_5_vl, "smolvlm": open_smolvlm}
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
@@ -30,7 +36,9 @@ def test_a_family_behind_the_vlm_interface(family, tmp_path, shapes_small):
     build, assistant, tower = FAMILIES[family]
     assert family in TESTED_FAMILIES
     folder = build(tmp_path / family)
-    vlm = load_vlm(folder)
+    open_ = OPEN.get(family, load_vlm)
+    vlm = open_(folder)
+    assert vlm.model.config.model_type == family
     exs = load_examples(shapes_small, "train")[:8]
     items = [(exs[0].image, "Q: What is it? A:", " yes"),
              (exs[1].image, "Q: What colour? A: red, seeing that", " it is red")]
@@ -56,7 +64,7 @@ def test_a_family_behind_the_vlm_interface(family, tmp_path, shapes_small):
     with torch.no_grad():
         tuned = float(vlm.loss(items))
     save_adapter(vlm, tmp_path / "adapter")
-    again = load_vlm(folder)
+    again = open_(folder)
     load_adapter(again, tmp_path / "adapter")
     with torch.no_grad():
         assert float(again.loss(items)) == pytest.approx(tuned, rel=1e-5)
@@ -83,6 +91,19 @@ def test_an_unsupported_family_is_named(tmp_path):
     (folder / "config.json").write_text(json.dumps(d))
     with pytest.raises(UserError, match="'mystery_vlm'.*families tested here: llava"):
         load_vlm(folder)
+
+
+def test_a_processor_that_needs_torchvision_is_named(tmp_path):
+    """A Qwen2-VL folder opens with load_vlm where torchvision loads; where it does not, one line says
+    that its processor's video half needs it."""
+    from illume_rm.vlm.hf import _has_torchvision
+
+    folder = tiny_qwen2_vl(tmp_path / "qwen")
+    if _has_torchvision():
+        assert load_vlm(folder).model.config.model_type == "qwen2_vl"
+    else:
+        with pytest.raises(UserError, match="'qwen2_vl' model holds a video processor, which needs torchvision"):
+            load_vlm(folder)
 
 
 def test_lora_targets_that_name_nothing_are_refused(tmp_path):

@@ -16,6 +16,7 @@ The user's text is its prefix, the reply (begun, then the target) its suffix, as
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -27,7 +28,7 @@ from .base import VLM, Item, generation_kwargs, group_rows, sequence_logprobs, w
 from .builtin import default_device
 
 # families tested offline with tiny random models of their own classes (tests/test_families.py)
-TESTED_FAMILIES = ("llava", "llava_next", "idefics3", "gemma3", "paligemma")
+TESTED_FAMILIES = ("llava", "llava_next", "idefics3", "smolvlm", "qwen2_vl", "qwen2_5_vl", "gemma3", "paligemma")
 # families that read a prefix and write a suffix (no chat template)
 PREFIX_LM_FAMILIES = ("paligemma",)
 
@@ -83,7 +84,11 @@ class HFVLM(VLM):
         try:
             model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
             processor = AutoProcessor.from_pretrained(path)
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, ImportError) as exc:
+            if re.search(r"video ?processor|torchvision", str(exc), re.I) and not _has_torchvision():
+                raise UserError(f"model checkpoint {path}: the processor of a {family!r} model holds a video processor, "
+                                "which needs torchvision; install the torchvision build that matches your torch "
+                                "(illume-rm sends it images only)") from None
             raise UserError(f"model checkpoint {path}: a {family!r} model cannot be loaded as an image-text-to-text "
                             f"model ({str(exc).splitlines()[0][:200]}); families tested here: "
                             f"{', '.join(TESTED_FAMILIES)}") from None
@@ -190,6 +195,14 @@ class HFVLM(VLM):
         texts = [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
         logprobs = sequence_logprobs(new, out.logits, self.end_ids)
         return group_rows(list(zip(texts, logprobs)), num_return_sequences)
+
+
+def _has_torchvision() -> bool:
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # absent, or a build that does not load against this torch
+        return False
+    return True
 
 
 def _read_image(path: str) -> Image.Image:
