@@ -12,18 +12,16 @@ IDEFICS3_TEMPLATE = ("<|im_start|>{% for message in messages %}{{ message['role'
                      "{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}")
 
 
-def tiny_idefics3(folder: Path) -> Path:
-    """Idefics3 (SmolVLM's architecture): a SigLIP-like tower, pixel shuffle, a Llama text model."""
-    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
-    from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
-
+def idefics_model(config_cls, model_cls):
+    """A tiny Idefics3-design model (a SigLIP-like tower, pixel shuffle, a Llama text model) of the given
+    classes, and its tokenizer (SmolLM2's with the family's tokens)."""
     from illume_rm.vlm.weights import _tiny_tokenizer
 
     tok = _tiny_tokenizer()
     tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<fake_token_around_image>", "<image>",
                                                           "<end_of_utterance>", "<global-img>"]})
     end = tok.convert_tokens_to_ids("<end_of_utterance>")
-    cfg = Idefics3Config(
+    cfg = config_cls(
         vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
                            image_size=32, patch_size=16),
         text_config=dict(model_type="llama", vocab_size=len(tok), hidden_size=32, intermediate_size=64,
@@ -31,8 +29,17 @@ def tiny_idefics3(folder: Path) -> Path:
                          pad_token_id=tok.pad_token_id),
         image_token_id=tok.convert_tokens_to_ids("<image>"), scale_factor=2)
     torch.manual_seed(0)
-    model = Idefics3ForConditionalGeneration(cfg)
+    model = model_cls(cfg)
     model.generation_config.eos_token_id = end  # the end of a turn ends a reply
+    return model, tok
+
+
+def tiny_idefics3(folder: Path) -> Path:
+    """Idefics3 (SmolVLM's architecture): a SigLIP-like tower, pixel shuffle, a Llama text model."""
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
+    from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
+
+    model, tok = idefics_model(Idefics3Config, Idefics3ForConditionalGeneration)
     model.save_pretrained(folder)
     images = Idefics3ImageProcessorPil(size={"longest_edge": 32}, max_image_size={"longest_edge": 32},
                                        do_image_splitting=False)
@@ -226,17 +233,30 @@ def _qwen_images():
     return Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=56 * 56)
 
 
+def _tiny_qwen(folder: Path, config_cls, model_cls, vision: dict) -> Path:
+    tok, ids = _qwen_tokenizer()
+    cfg = config_cls(vision_config=vision, text_config=_qwen_text(tok), **ids)
+    torch.manual_seed(0)
+    model = model_cls(cfg)
+    model.generation_config.eos_token_id = tok.convert_tokens_to_ids("<|im_end|>")
+    return _save_parts(folder, model, tok, _qwen_images(), QWEN2_VL_TEMPLATE)
+
+
 def tiny_qwen2_vl(folder: Path) -> Path:
     """Qwen2-VL: a ViT over 14-pixel patches merged 2 x 2, M-RoPE, a Qwen2 text model."""
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
-    tok, ids = _qwen_tokenizer()
-    cfg = Qwen2VLConfig(vision_config=dict(depth=1, embed_dim=32, hidden_size=32, num_heads=4, mlp_ratio=2),
-                        text_config=_qwen_text(tok), **ids)
-    torch.manual_seed(0)
-    model = Qwen2VLForConditionalGeneration(cfg)
-    model.generation_config.eos_token_id = tok.convert_tokens_to_ids("<|im_end|>")
-    return _save_parts(folder, model, tok, _qwen_images(), QWEN2_VL_TEMPLATE)
+    return _tiny_qwen(folder, Qwen2VLConfig, Qwen2VLForConditionalGeneration,
+                      dict(depth=1, embed_dim=32, hidden_size=32, num_heads=4, mlp_ratio=2))
+
+
+def tiny_qwen2_5_vl(folder: Path) -> Path:
+    """Qwen2.5-VL: Qwen2-VL with windowed attention in the vision tower (one full-attention block)."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    return _tiny_qwen(folder, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
+                      dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=4, out_hidden_size=32,
+                           window_size=56, fullatt_block_indexes=[1]))
 
 
 def open_qwen2_vl(folder: Path):
@@ -244,20 +264,6 @@ def open_qwen2_vl(folder: Path):
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     return open_image_only(folder, Qwen2VLForConditionalGeneration, Qwen2VLProcessor, Qwen2VLImageProcessorPil)
-
-
-def tiny_qwen2_5_vl(folder: Path) -> Path:
-    """Qwen2.5-VL: Qwen2-VL with windowed attention in the vision tower (one full-attention block)."""
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
-    tok, ids = _qwen_tokenizer()
-    cfg = Qwen2_5_VLConfig(vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=4,
-                                              out_hidden_size=32, window_size=56, fullatt_block_indexes=[1]),
-                           text_config=_qwen_text(tok), **ids)
-    torch.manual_seed(0)
-    model = Qwen2_5_VLForConditionalGeneration(cfg)
-    model.generation_config.eos_token_id = tok.convert_tokens_to_ids("<|im_end|>")
-    return _save_parts(folder, model, tok, _qwen_images(), QWEN2_VL_TEMPLATE)
 
 
 def open_qwen2_5_vl(folder: Path):
@@ -272,22 +278,7 @@ def tiny_smolvlm(folder: Path) -> Path:
     from transformers import SmolVLMConfig, SmolVLMForConditionalGeneration
     from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil
 
-    from illume_rm.vlm.weights import _tiny_tokenizer
-
-    tok = _tiny_tokenizer()
-    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<fake_token_around_image>", "<image>",
-                                                          "<end_of_utterance>", "<global-img>"]})
-    end = tok.convert_tokens_to_ids("<end_of_utterance>")
-    cfg = SmolVLMConfig(
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
-                           image_size=32, patch_size=16),
-        text_config=dict(model_type="llama", vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, eos_token_id=end,
-                         pad_token_id=tok.pad_token_id),
-        image_token_id=tok.convert_tokens_to_ids("<image>"), scale_factor=2)
-    torch.manual_seed(0)
-    model = SmolVLMForConditionalGeneration(cfg)
-    model.generation_config.eos_token_id = end
+    model, tok = idefics_model(SmolVLMConfig, SmolVLMForConditionalGeneration)
     images = SmolVLMImageProcessorPil(size={"longest_edge": 32}, max_image_size={"longest_edge": 32},
                                       do_image_splitting=False)
     return _save_parts(folder, model, tok, images, IDEFICS3_TEMPLATE)
