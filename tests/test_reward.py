@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from illume_rm.cli import cli
+from illume_rm.errors import UserError
 from illume_rm.data.shapes import ShapesConfig, generate
 from illume_rm.records import Candidate, Judgement, read_jsonl, write_jsonl
 from illume_rm.reward import RewardConfig, load_reward, train_reward
@@ -200,3 +201,65 @@ variants:
     # the critic loop's human judgements are all it sampled; the reward loop's only its seed
     critic_sampled = json.loads((tmp_path / "runs" / "tiny-cmp-critic" / "iter-000" / "selection.json").read_text())["sampled"]
     assert f"| {critic_sampled} | 0 |" in table and "| 10 | " in table
+
+
+class _Recorder:
+    """A stand-in reward model that remembers the examples it trained on, refuses to score a candidate of
+    one of them, and scores accepted rationales above rejected ones except on the ``backwards`` examples."""
+    trained: list = []
+    backwards: set = set()
+
+    def __init__(self):
+        self.threshold, self.seen = 0.5, set()
+
+    @classmethod
+    def new(cls, cfg):
+        return cls()
+
+    def fit(self, rows, cfg, vlm=None):
+        self.seen = {ex.id for ex, _, _ in rows}
+        _Recorder.trained.append(self.seen)
+
+    def predict(self, examples, candidates, vlm=None):
+        assert not {c.example_id for c in candidates} & self.seen, "scored an example it trained on"
+        good = [c.id.endswith("#g") for c in candidates]
+        return [(0.2 if g else 0.7) if c.example_id in self.backwards else (0.8 if g else 0.3)
+                for c, g in zip(candidates, good)]
+
+    def save(self, path):
+        (path / "recorder.txt").write_text("fake")
+
+
+def test_the_threshold_can_come_from_out_of_fold_scores_on_every_judgement(tmp_path, monkeypatch):
+    """threshold_folds k: each judgement is scored by a model that never saw its example (folds by
+    example), the threshold is the lowest reaching the target precision on those scores, and the model
+    saved is trained on every judgement (none held out)."""
+    import illume_rm.reward.training as training
+
+    monkeypatch.setitem(training.CLASSES, "cross-encoder", _Recorder)
+    examples, rows = judged_rows()
+    _Recorder.trained, _Recorder.backwards = [], {ex.id for ex in examples[::4]}
+    report = train_reward(rows, RewardConfig(threshold_folds=4, target_precision=0.9), tmp_path / "rm",
+                          log=lambda *_: None)
+    assert len(_Recorder.trained) == 5  # four folds, then the model on everything
+    ids = {ex.id for ex in examples}
+    assert _Recorder.trained[-1] == ids and report["train_judgements"] == len(rows) and "heldout" not in report
+    assert all(len(ids - seen) == 6 for seen in _Recorder.trained[:4])  # 24 examples, 6 a fold
+    assert set.union(*[ids - seen for seen in _Recorder.trained[:4]]) == ids  # every example scored once
+    # one example in four is scored backwards (accepted 0.2, rejected 0.7), the rest right (0.8, 0.3)
+    cv = report["crossval"]
+    assert cv["n"] == len(rows) and cv["positives"] == 24
+    assert report["threshold"] == pytest.approx(0.8)  # precision 18/18 at 0.8, 18/24 at 0.7
+    assert cv["precision"] == 1.0 and cv["recall"] == pytest.approx(18 / 24)
+    assert json.loads((tmp_path / "rm" / "reward.json").read_text())["threshold"] == pytest.approx(0.8)
+
+
+def test_a_fold_with_one_class_is_refused(tmp_path, monkeypatch):
+    """One accepted judgement in all: the fold that holds it leaves the others with none."""
+    import illume_rm.reward.training as training
+
+    monkeypatch.setitem(training.CLASSES, "cross-encoder", _Recorder)
+    examples, rows = judged_rows()
+    one = [(ex, c, y and ex.id == examples[0].id) for ex, c, y in rows]
+    with pytest.raises(UserError, match="judgements of fold [1-4] of 4 hold only one class"):
+        train_reward(one, RewardConfig(threshold_folds=4), tmp_path / "rm", log=lambda *_: None)

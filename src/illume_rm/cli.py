@@ -557,9 +557,11 @@ def train_reward_cmd(recipe, cands_path, judg_path, kind, limit, out, data_path,
     vlm = reward_vlm(r, r.selector.reward.kind)
     report = train_reward(rows, r.selector.reward, out, vlm=vlm,
                           origin={"data": r.hash("data"), "data_name": r.data.name})
-    held = report.get("heldout")
+    held = report.get("heldout") or report.get("crossval")
     if held:
-        click.echo(f"\nheld-out agreement ({held['n']} judgements, {held['positives']} accepted), "
+        how = (f"out-of-fold agreement ({r.selector.reward.threshold_folds} folds, " if "crossval" in report
+               else "held-out agreement (")
+        click.echo(f"\n{how}{held['n']} judgements, {held['positives']} accepted), "
                    f"threshold {report['threshold']:.3f} (target precision {r.selector.reward.target_precision}):")
         click.echo(_agreement_table(held))
     if rest:  # the judgements left out by --limit: candidates the model never saw

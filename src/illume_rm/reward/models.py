@@ -27,7 +27,7 @@ import json
 import math
 import random
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -53,6 +53,9 @@ class RewardConfig:
     max_length: int = 96
     heldout_fraction: float = 0.25     # share of judged examples held out for agreement and the threshold
     target_precision: float = 0.9      # the acceptance threshold is the lowest reaching this on held-out
+    # > 1: the threshold (and the agreement reported) from k-fold out-of-fold scores on every judgement
+    # (folds by example), and the model trained on all of them; heldout_fraction is then unused
+    threshold_folds: int = field(default=0, metadata={"hash_default": 0})
     seed: int = 0
 
 

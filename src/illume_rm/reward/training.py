@@ -37,6 +37,42 @@ def split_heldout(rows: list, fraction: float, seed: int) -> tuple[list, list]:
     return [r for r in rows if r[0].id not in held], [r for r in rows if r[0].id in held]
 
 
+def example_folds(rows: list, k: int, seed: int) -> list[int]:
+    """Each row's fold (0..k-1), by example: no example's candidates in two folds."""
+    ids = sorted({ex.id for ex, _, _ in rows})
+    random.Random(seed).shuffle(ids)
+    fold = {i: n % k for n, i in enumerate(ids)}
+    return [fold[ex.id] for ex, _, _ in rows]
+
+
+def _check_two_classes(train: list, rows: list, held: int, where: str = "") -> None:
+    if not any(y for _, _, y in train) or all(y for _, _, y in train):
+        accepted = sum(bool(y) for _, _, y in rows)
+        raise UserError(f"the training judgements{where} hold only one class ({accepted} of {len(rows)} judgements "
+                        f"accepted; {held} held out): a reward model needs both; give it more "
+                        "judgements (selector.seed_judgements) or a seed judge that accepts some")
+
+
+def out_of_fold(rows: list, cfg: RewardConfig, vlm=None, log=print) -> list[float]:
+    """Each row's probability from a model trained on the other ``cfg.threshold_folds`` - 1 folds."""
+    folds = example_folds(rows, cfg.threshold_folds, cfg.seed)
+    probs = [0.0] * len(rows)
+    for k in range(cfg.threshold_folds):
+        train = [r for r, f in zip(rows, folds) if f != k]
+        held = [(n, r) for n, (r, f) in enumerate(zip(rows, folds)) if f == k]
+        if not held:
+            continue
+        _check_two_classes(train, rows, len(held), f" of fold {k + 1} of {cfg.threshold_folds}")
+        log(f"threshold by cross-validation: fold {k + 1} of {cfg.threshold_folds} ({len(train)} judgements)")
+        torch.manual_seed(cfg.seed)
+        model = CLASSES[cfg.kind].new(cfg)
+        model.fit(train, cfg, vlm)
+        pairs = [r for _, r in held]
+        for (n, _), p in zip(held, model.predict({ex.id: ex for ex, _, _ in pairs}, [c for _, c, _ in pairs], vlm)):
+            probs[n] = p
+    return probs
+
+
 def train_reward(rows: list, cfg: RewardConfig, out: str | Path, vlm=None, log=print,
                  origin: dict | None = None) -> dict:
     """``origin``: what the judgements are of (``data``: the recipe's data key, ``data_name``,
@@ -46,18 +82,21 @@ def train_reward(rows: list, cfg: RewardConfig, out: str | Path, vlm=None, log=p
         raise UserError(f"unknown reward model kind '{cfg.kind}' (choose {', '.join(KINDS)})")
     if not rows:
         raise UserError("no judgements to train the reward model on")
-    train, held = split_heldout(rows, cfg.heldout_fraction, cfg.seed)
-    if not any(y for _, _, y in train) or all(y for _, _, y in train):
-        accepted = sum(bool(y) for _, _, y in rows)
-        raise UserError(f"the training judgements hold only one class ({accepted} of {len(rows)} judgements "
-                        f"accepted; {len(held)} held out): a reward model needs both; give it more "
-                        "judgements (selector.seed_judgements) or a seed judge that accepts some")
+    folds = cfg.threshold_folds > 1
+    train, held = (rows, []) if folds else split_heldout(rows, cfg.heldout_fraction, cfg.seed)
+    _check_two_classes(train, rows, len(held))
+    report = {"kind": cfg.kind, "config": asdict(cfg), "train_judgements": len(train), "threshold": 0.5}
+    if folds:
+        probs, labels = out_of_fold(rows, cfg, vlm, log), [y for _, _, y in rows]
+        threshold = threshold_for_precision(labels, probs, cfg.target_precision)
+        report.update(threshold=threshold, crossval=agreement(labels, probs, threshold),
+                      **{"crossval_at_0.5": agreement(labels, probs, 0.5)})
     torch.manual_seed(cfg.seed)  # the new head's start is part of the recipe: the same judgements, the same model
     model = CLASSES[cfg.kind].new(cfg)
     log(f"training a {cfg.kind} reward model on {len(train)} judgements "
         f"({sum(y for _, _, y in train)} accepted); {len(held)} held out")
     model.fit(train, cfg, vlm)
-    report = {"kind": cfg.kind, "config": asdict(cfg), "train_judgements": len(train), "threshold": 0.5}
+    model.threshold = report["threshold"]
     if origin:
         report["origin"] = origin
     if held:

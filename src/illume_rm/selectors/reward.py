@@ -92,8 +92,9 @@ class RewardLoopJudge:
             origin |= {"data": ctx.recipe.hash("data"), "data_name": ctx.recipe.data.name}
         report = train_reward(rows, self.cfg.reward, tmp, vlm=vlm, log=ctx.log, origin=origin)
         os.replace(tmp, out)
-        held = report.get("heldout", {})
-        ctx.log(f"reward model ({out.name}, {len(rows)} judgements): held-out accuracy "
+        held = report.get("heldout") or report.get("crossval") or {}
+        how = "out-of-fold" if "crossval" in report else "held-out"
+        ctx.log(f"reward model ({out.name}, {len(rows)} judgements): {how} accuracy "
                 f"{held.get('accuracy', float('nan')):.3f}, ROC-AUC {held.get('roc_auc', float('nan')):.3f}, "
                 f"threshold {report['threshold']:.3f}")
 
