@@ -103,3 +103,17 @@ def test_the_rl_section_keeps_old_keys():
 
     assert "rl" not in _hashable(r) and "rl" in _hashable(with_rl) and r.hash() != with_rl.hash()
     assert r.hash("seed", "data", "model", "warmup") == with_rl.hash("seed", "data", "model", "warmup")
+
+
+def test_one_fold_for_the_reward_threshold_is_refused():
+    from click.testing import CliRunner
+
+    from illume_rm.cli import cli
+
+    for bad in ("1", "-2"):
+        with pytest.raises(UserError, match="selector.reward.threshold_folds: .*at least 2"):
+            load_recipe(None, [f"selector.reward.threshold_folds={bad}"]).check()
+    assert load_recipe(None, ["selector.reward.threshold_folds=5"]).check().selector.reward.threshold_folds == 5
+    r = CliRunner().invoke(cli, ["train-reward", "--candidates", "c.jsonl", "--judgements", "j.jsonl", "--out", "rm",
+                                 "--set", "selector.reward.threshold_folds=1"])
+    assert r.exit_code == 2 and "threshold_folds: 1" in r.output, r.output

@@ -540,7 +540,7 @@ def train_reward_cmd(recipe, cands_path, judg_path, kind, limit, out, data_path,
     import random
 
     from .records import Judgement, read_jsonl
-    from .reward import labelled_rows, train_reward
+    from .reward import labelled_rows, seed_agreement, train_reward
 
     extra = [f"selector.reward.kind={kind}"] if kind else []
     r = _recipe(recipe, [*overrides, *extra], data_path, images)
@@ -557,11 +557,10 @@ def train_reward_cmd(recipe, cands_path, judg_path, kind, limit, out, data_path,
     vlm = reward_vlm(r, r.selector.reward.kind)
     report = train_reward(rows, r.selector.reward, out, vlm=vlm,
                           origin={"data": r.hash("data"), "data_name": r.data.name})
-    held = report.get("heldout") or report.get("crossval")
+    how, held = seed_agreement(report)
     if held:
-        how = (f"out-of-fold agreement ({r.selector.reward.threshold_folds} folds, " if "crossval" in report
-               else "held-out agreement (")
-        click.echo(f"\n{how}{held['n']} judgements, {held['positives']} accepted), "
+        folds = f"{r.selector.reward.threshold_folds} folds, " if how == "out-of-fold" else ""
+        click.echo(f"\n{how} agreement ({folds}{held['n']} judgements, {held['positives']} accepted), "
                    f"threshold {report['threshold']:.3f} (target precision {r.selector.reward.target_precision}):")
         click.echo(_agreement_table(held))
     if rest:  # the judgements left out by --limit: candidates the model never saw

@@ -111,6 +111,9 @@ class Recipe:
         one_of("finetune.mode", self.finetune.mode, MODES)
         one_of("selector.rule.kind", self.selector.rule.kind, ("threshold", "adaptive", "topk"))
         one_of("selector.reward.kind", self.selector.reward.kind, KINDS)
+        if self.selector.reward.threshold_folds == 1 or self.selector.reward.threshold_folds < 0:
+            raise UserError(f"selector.reward.threshold_folds: {self.selector.reward.threshold_folds} (0 for the "
+                            "held-out quarter, or the number of folds, at least 2)")
         one_of("evaluation.scorer", self.evaluation.scorer, ("auto", "coco", "python"))
         metrics = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
         one_of("loop.metric", self.loop.metric, metrics)

@@ -123,8 +123,9 @@ def run_summary(run_dir: Path) -> dict:
     reward = None
     models = sorted(run_dir.glob("reward-model*/reward.json"))  # the seed model, then any refreshed ones
     if models:
-        report = json.loads(models[-1].read_text())
-        reward = report.get("heldout") or report.get("crossval")  # held-out quarter, or out-of-fold
+        from ..reward.evaluation import seed_agreement
+
+        reward = seed_agreement(json.loads(models[-1].read_text()))[1]
     return {"name": run_dir.name, "history": history, "human_judgements": human, "reward_judgements": machine,
             "reward_heldout": reward}
 

@@ -8,10 +8,10 @@ selects in the annotators' place. In parts, as sentence-transformers separates t
   judgements a model never saw;
 - ``scorer``: ``load_reward`` opens a saved model as a scorer like any other
   (``score(examples, candidates)``)."""
-from .evaluation import agreement, score_unseen, threshold_for_precision
+from .evaluation import agreement, score_unseen, seed_agreement, threshold_for_precision
 from .models import KINDS, NEEDS_VLM, RewardConfig
 from .scorer import RewardScorer, load_reward, reward_kind
 from .training import labelled_rows, train_reward
 
 __all__ = ["KINDS", "NEEDS_VLM", "RewardConfig", "RewardScorer", "agreement", "labelled_rows", "load_reward",
-           "reward_kind", "score_unseen", "threshold_for_precision", "train_reward"]
+           "reward_kind", "score_unseen", "seed_agreement", "threshold_for_precision", "train_reward"]

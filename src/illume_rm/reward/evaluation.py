@@ -26,6 +26,14 @@ def agreement(labels: Sequence[bool], probs: Sequence[float], threshold: float) 
     return out
 
 
+def seed_agreement(report: dict) -> tuple[str, dict | None]:
+    """A trained model's agreement with seed judgements it did not train on, from its reward.json: the
+    held-out quarter's, or the out-of-fold scores' (``threshold_folds``); and which of the two."""
+    if "crossval" in report:
+        return "out-of-fold", report["crossval"]
+    return "held-out", report.get("heldout")
+
+
 def threshold_for_precision(labels: Sequence[bool], probs: Sequence[float], target: float) -> float:
     """The lowest threshold whose precision on these judgements reaches ``target`` (most recall at
     that precision); 0.5 when none does or there are no positives."""

@@ -74,7 +74,7 @@ class RewardLoopJudge:
         return Verdicts(judgements, {self.seed.kind: len(judgements)} if judgements else {}, len(judgements))
 
     def _train(self, ctx: JudgeContext, examples, out: Path) -> None:
-        from ..reward import NEEDS_VLM, labelled_rows, train_reward
+        from ..reward import NEEDS_VLM, labelled_rows, seed_agreement, train_reward
 
         rows = []
         for k in range(ctx.iteration + 1):  # every seed judgement so far, with its candidates
@@ -92,8 +92,8 @@ class RewardLoopJudge:
             origin |= {"data": ctx.recipe.hash("data"), "data_name": ctx.recipe.data.name}
         report = train_reward(rows, self.cfg.reward, tmp, vlm=vlm, log=ctx.log, origin=origin)
         os.replace(tmp, out)
-        held = report.get("heldout") or report.get("crossval") or {}
-        how = "out-of-fold" if "crossval" in report else "held-out"
+        how, held = seed_agreement(report)
+        held = held or {}
         ctx.log(f"reward model ({out.name}, {len(rows)} judgements): {how} accuracy "
                 f"{held.get('accuracy', float('nan')):.3f}, ROC-AUC {held.get('roc_auc', float('nan')):.3f}, "
                 f"threshold {report['threshold']:.3f}")
