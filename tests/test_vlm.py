@@ -40,7 +40,7 @@ def test_tiny_model_overfits_and_generates_with_and_without_image(tiny_vlm_path,
     exs = load_examples(shapes_small, "train")[::3][:2]  # two different images
     assert exs[0].image != exs[1].image
     items = [(exs[0].image, "Q: What? A:", " yes, seeing that it is red"),
-             (exs[1].image, "Q: What? A:", " no, seeing that it is blue"),
+             (exs[1].image, "Q: What? A:", " no, blue"),
              (None, "Q: text? A:", " green")]
     torch.manual_seed(0)
     opt = torch.optim.AdamW([p for p in vlm.model.parameters() if p.requires_grad], lr=3e-3)
@@ -55,35 +55,78 @@ def test_tiny_model_overfits_and_generates_with_and_without_image(tiny_vlm_path,
     out = vlm.generate([(i, p, None) for i, p, _ in items], max_new_tokens=12)
     # the same prompt gives different outputs for different images: the model sees them
     assert out[0][0] == "yes, seeing that it is red"
-    assert out[1][0] == "no, seeing that it is blue"
+    assert out[1][0] == "no, blue"
     assert out[2][0] == "green"
     # batched generation (left padding) matches one at a time
     assert [vlm.generate([it[:2] + (None,)], max_new_tokens=12)[0] for it in items] == out
+    # the rows end at different steps and leave the decoding batch: greedy generation for prompts
+    # with images (each image read once) and the sampler at top-k 1 give the same texts
+    assert vlm.generate([it[:2] + (None,) for it in items[:2]], max_new_tokens=12) == out[:2]
+    groups = vlm.sample_groups([it[:2] + (None,) for it in items], [0.5, 2.0], 2, max_new_tokens=12, top_k=1)
+    assert [[[t for t, _ in row] for row in g] for g in groups] == [[[o[0]] * 2 for o in out]] * 2
 
 
-def test_cpu_eager_attention_computes_what_sdpa_does(tiny_vlm_path, shapes_small):
-    """The built-in VLM trains with eager attention on a CPU (faster there); padded losses, their
-    gradients and left-padded generation must equal SDPA's."""
+def test_cpu_grouped_eager_attention_computes_what_eager_and_sdpa_do(tiny_vlm_path, shapes_small):
+    """The built-in VLM decodes with grouped eager attention on a CPU (faster there: no copy of the
+    keys and values per query head) and trains with Llama's eager attention; padded losses, their
+    gradients, padded logits without gradients and left-padded generation (through the KV cache)
+    must equal Llama's eager attention's and SDPA's."""
     from illume_rm.data import load_examples
+    from illume_rm.vlm.modeling import GROUPED_EAGER
 
     vlm = load_vlm(tiny_vlm_path)
     lm = vlm.model.language_model
-    assert lm.config._attn_implementation == "eager"
+    assert lm.config._attn_implementation == GROUPED_EAGER
+    assert lm.config.num_key_value_heads < lm.config.num_attention_heads  # the tiny model groups its heads too
     ex = load_examples(shapes_small, "train")[0]
     items = [(ex.image, "Q: " + ex.question + " A:", " " + ex.answer + ", because of many words here"),
              (None, "Q: short? A:", " no")]
     out = {}
-    for impl in ("eager", "sdpa"):
+    for impl in (GROUPED_EAGER, "eager", "sdpa"):
         lm.set_attn_implementation(impl)
         vlm.model.zero_grad()
         loss = vlm.loss(items)
         loss.backward()
         grad = vlm.model.projector[1].weight.grad.clone()
-        gen = vlm.generate([(i, p, None) for i, p, _ in items], max_new_tokens=6)
-        out[impl] = (loss.detach(), grad, gen)
-    assert torch.allclose(out["eager"][0], out["sdpa"][0], atol=1e-5)
-    assert torch.allclose(out["eager"][1], out["sdpa"][1], atol=1e-5, rtol=1e-4)
-    assert out["eager"][2] == out["sdpa"][2]
+        with torch.no_grad():  # without gradients the grouped products run (training uses Llama's eager)
+            batch = vlm._inputs(items, "right", with_targets=True)
+            logits = vlm.model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+            logits = logits[batch["attention_mask"].bool()]
+        gen = vlm._generate_hf([(i, p, None) for i, p, _ in items], max_new_tokens=6)
+        samples = vlm.sample_groups([(i, p, None) for i, p, _ in items], [0.7], 3, max_new_tokens=6, top_k=20, seed=3)
+        out[impl] = (loss.detach(), grad, gen, samples, logits)
+    for impl in ("eager", "sdpa"):
+        assert torch.allclose(out[GROUPED_EAGER][0], out[impl][0], atol=1e-5)
+        assert torch.allclose(out[GROUPED_EAGER][1], out[impl][1], atol=1e-5, rtol=1e-4)
+        assert torch.allclose(out[GROUPED_EAGER][4], out[impl][4], atol=1e-4)
+        for got, want in ((out[GROUPED_EAGER][2], out[impl][2]), (out[GROUPED_EAGER][3][0], out[impl][3][0])):
+            assert [[t for t, _ in row] for row in got] == [[t for t, _ in row] for row in want]
+            assert [lp for row in got for _, lp in row] == pytest.approx([lp for row in want for _, lp in row], abs=1e-4)
+
+
+def test_greedy_generation_reads_each_image_once_and_gives_what_generate_gives(tiny_vlm_path, shapes_small):
+    """Greedy generation for prompts that all have an image reads each distinct image once and
+    shares its KV cache among the prompts about it (rows laid out image | padding | text): texts and
+    log-probabilities must be those of the language model's own ``generate`` on left-padded prompts,
+    for prompts of different lengths, images repeated out of order, and prompts too long for the
+    processor (truncated the same way)."""
+    from illume_rm.data import load_examples
+
+    vlm = load_vlm(tiny_vlm_path)
+    exs = load_examples(shapes_small, "train")
+    a, b, c = exs[0].image, exs[3].image, exs[6].image
+    assert len({a, b, c}) == 3
+    items = [(a, "Q: What? A:", None), (b, "Q: is there a red circle on the left of the square? A:", None),
+             (a, "Q: is there a red circle on the left of the square? A: yes, seeing that", None),
+             (c, "Q: x? A:", None), (b, "Q: What? A:", None), (a, "Q: how many? A:", None),
+             (c, "word " * 300 + "Q: a long one? A:", None)]
+    shared = vlm.generate_scored(items, max_new_tokens=10)
+    reference = vlm._generate_hf(items, max_new_tokens=10)
+    assert [row[0][0] for row in shared] == [row[0][0] for row in reference]
+    assert [row[0][1] for row in shared] == pytest.approx([row[0][1] for row in reference], abs=1e-4)
+    assert len({row[0][0] for row in shared}) > 1  # not one answer for all: the test can tell rows apart
+    # and each row alone gives what it gives in the batch
+    assert [vlm.generate_scored([it], max_new_tokens=10)[0][0][0] for it in items] == [row[0][0] for row in shared]
 
 
 def test_sampling_returns_k_per_item(tiny_vlm_path):

@@ -3,10 +3,11 @@
 Defaults from the official ILLUME code: prompt ``Q: {question} A: {answer},
 seeing that``, top-k sampling, temperatures 0.3 and 0.9. On training data
 the prompt holds the gold answer; for evaluation the model first gives its
-own answer (greedy) and then explains it. Batched: one ``generate`` call per
-batch of examples and temperature, ``num_return_sequences`` samples each;
-the image is projected once per example (before ``generate`` expands the
-batch) and the KV cache is on. Exact duplicates per example are dropped.
+own answer (greedy) and then explains it. Batched through ``VLM.sample_groups``
+(the built-in VLM reads each prompt once and decodes all its samples together;
+rows that have ended leave the batch) and greedy ``VLM.generate`` (the built-in
+VLM reads each distinct image once for all the prompts about it). Exact
+duplicates per example are dropped.
 """
 from __future__ import annotations
 

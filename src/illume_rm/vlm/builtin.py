@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..paths import cache_dir
 from .base import VLM, Item, generation_kwargs, group_rows, sequence_logprobs, weighted_mean
-from .modeling import IllumeVLMForConditionalGeneration
+from .modeling import GROUPED_EAGER, IllumeVLMForConditionalGeneration
 from .processor import IllumeVLMProcessor
 
 
@@ -107,14 +107,19 @@ class FeatureCache:
 
 class BuiltinVLM(VLM):
     name = "illume-vlm"
+    # rows that have ended leave the decoding batch (``_decode``); False keeps them to the end, as a
+    # baseline for benchmarks/generation_speed.py
+    drop_finished_rows = True
 
     def __init__(self, model: IllumeVLMForConditionalGeneration, processor: IllumeVLMProcessor,
                  device: str | torch.device | None = None, path: str | None = None):
         self.device = default_device(str(device) if device else None)
         self.model = model.to(self.device)
-        # On a CPU, eager attention trains ~1.25x faster than SDPA for these short sequences and samples
-        # as fast (benchmarks/warmup_step.py); the two compute the same attention (tests/test_vlm.py).
-        self.model.language_model.set_attn_implementation("eager" if self.device.type == "cpu" else "sdpa")
+        # On a CPU, eager attention trains ~1.25x faster than SDPA for these short sequences
+        # (benchmarks/warmup_step.py), and grouped (no copy of the keys and values per query head) it
+        # decodes faster still (benchmarks/attention_speed.py); all compute the same attention
+        # (tests/test_vlm.py).
+        self.model.language_model.set_attn_implementation(GROUPED_EAGER if self.device.type == "cpu" else "sdpa")
         self.processor = processor
         self.features = FeatureCache(model, processor)
         self.path = path
@@ -180,6 +185,39 @@ class BuiltinVLM(VLM):
         batch = self._inputs(items, "right", with_targets=True)
         return (-self.model.target_loss(**batch, reduction="sum")).tolist()
 
+    def _decode(self, logits: torch.Tensor, cache, mask: torch.Tensor, pos: torch.Tensor, pick,
+                max_new_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode from each row's next-token ``logits`` (its prompt already in ``cache``) until every
+        row has ended or ``max_new_tokens``: ``pick(logits, rows)`` chooses the next tokens of the
+        ``rows`` still decoding. Rows that have ended leave the batch (and the cache): most rationales
+        end in 8-12 tokens, and one long one kept every row's cost to 24 steps. Returns the new tokens
+        (padding after a row's end) and each row's log-probability under the raw logits, up to and
+        including its end."""
+        lm = self.model.language_model
+        eos = torch.tensor([self.processor.eos_token_id], device=self.device).flatten()
+        n = logits.shape[0]
+        tokens = torch.full((n, max_new_tokens), self.processor.pad_token_id, dtype=torch.long, device=self.device)
+        logprob = torch.zeros(n, device=self.device)
+        rows = torch.arange(n, device=self.device)  # the original rows still decoding, in batch order
+        steps = 0
+        for step in range(max_new_tokens):
+            nxt = pick(logits, rows)
+            logprob[rows] += logits.log_softmax(-1).gather(1, nxt[:, None]).squeeze(1)
+            tokens[rows, step] = nxt
+            steps = step + 1
+            going = ~torch.isin(nxt, eos)
+            if not going.any() or steps == max_new_tokens:
+                break
+            if self.drop_finished_rows and not going.all():  # drop the rows that have ended from the batch and the cache
+                keep = going.nonzero().squeeze(1)
+                cache.batch_select_indices(keep)
+                rows, nxt, mask, pos = rows[keep], nxt[keep], mask[keep], pos[keep]
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            pos = pos + 1
+            out = lm(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos, cache=cache, use_cache=True)
+            logits = out.logits[:, -1].float()
+        return tokens[:, :steps], logprob
+
     @torch.no_grad()
     def sample_groups(self, items: Sequence[Item], temperatures: Sequence[float], k: int, max_new_tokens: int = 24,
                       top_k: int = 0, seed: int = 0) -> list[list[list[tuple[str, float]]]]:
@@ -187,51 +225,37 @@ class BuiltinVLM(VLM):
         samples, which decode together, each at its own temperature: on a CPU the prompt (mostly image
         tokens) cost as much as the 24 new tokens, and was read once per sample before. Top-k sampling
         as ``generate`` does it (logits / temperature, the top k kept, softmax, one draw), from a
-        generator seeded with ``seed``; log-probabilities under the raw logits, up to the first end."""
+        generator seeded with ``seed``, the draw made among the k kept (drawing over the whole
+        vocabulary, zeros included, was a sixth of the time); log-probabilities under the raw logits,
+        up to the first end."""
         if any(t <= 0 for t in temperatures):
             raise ValueError(f"sampling temperatures must be > 0, not {list(temperatures)}")
         was_training = self.model.training
         self.model.eval()
         batch = self._inputs(items, "left", with_targets=False)
         mask = batch["attention_mask"]
-        lm = self.model.language_model
         per = len(temperatures) * k
         gen = torch.Generator(device=self.device).manual_seed(seed)
-        eos = torch.tensor([self.processor.eos_token_id], device=self.device).flatten()
         temp = torch.tensor([t for t in temperatures for _ in range(k)], device=self.device).repeat(len(items))
+
+        def pick(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            scaled = logits / temp[rows, None]
+            if top_k and top_k < scaled.shape[-1]:
+                kept, index = scaled.topk(top_k, dim=-1)
+                return index.gather(1, torch.multinomial(kept.softmax(-1), 1, generator=gen)).squeeze(1)
+            return torch.multinomial(scaled.softmax(-1), 1, generator=gen).squeeze(1)
+
         with self.inference_autocast():
             embeds = self.model.embed(batch["input_ids"], batch.get("image_features"))
             pos = (mask.long().cumsum(-1) - 1).clamp(min=0)
-            out = lm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, use_cache=True,
-                     logits_to_keep=1)
+            out = self.model.language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos,
+                                            use_cache=True, logits_to_keep=1)
             cache = out.cache
             cache.batch_repeat_interleave(per)
-            logits = out.logits[:, -1].float().repeat_interleave(per, 0)
-            mask = mask.repeat_interleave(per, 0)
-            pos = pos[:, -1:].repeat_interleave(per, 0)
-            rows = logits.shape[0]
-            done = torch.zeros(rows, dtype=torch.bool, device=self.device)
-            logprob = torch.zeros(rows, device=self.device)
-            tokens = []
-            for step in range(max_new_tokens):
-                scaled = logits / temp[:, None]
-                if top_k:
-                    kth = scaled.topk(min(top_k, scaled.shape[-1]), dim=-1).values[:, -1:]
-                    scaled = scaled.masked_fill(scaled < kth, float("-inf"))
-                nxt = torch.multinomial(scaled.softmax(-1), 1, generator=gen).squeeze(1)
-                nxt = nxt.masked_fill(done, self.processor.pad_token_id)
-                lp = logits.log_softmax(-1).gather(1, nxt[:, None]).squeeze(1)
-                logprob += lp.masked_fill(done, 0.0)
-                tokens.append(nxt)
-                done |= torch.isin(nxt, eos)
-                if done.all() or step + 1 == max_new_tokens:
-                    break
-                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-                pos = pos + 1
-                out = lm(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos, cache=cache,
-                         use_cache=True)
-                logits = out.logits[:, -1].float()
-        texts = self.processor.decode(torch.stack(tokens, dim=1))
+            tokens, logprob = self._decode(out.logits[:, -1].float().repeat_interleave(per, 0), cache,
+                                           mask.repeat_interleave(per, 0), pos[:, -1:].repeat_interleave(per, 0),
+                                           pick, max_new_tokens)
+        texts = self.processor.decode(tokens)
         if was_training:
             self.model.train()
         flat = list(zip(texts, logprob.tolist()))
@@ -239,9 +263,54 @@ class BuiltinVLM(VLM):
         return [[row[j * k:(j + 1) * k] for row in by_item] for j in range(len(temperatures))]
 
     @torch.no_grad()
+    def _greedy_shared_images(self, items: Sequence[Item], max_new_tokens: int) -> list[list[tuple[str, float]]]:
+        """Greedy continuations where every prompt begins with its image: each distinct image's tokens
+        are read once (one prefill per image, its KV cache shared by every prompt about it), then each
+        prompt's text after them, then the decoding. Rows are laid out image | padding | text, with
+        positions counted over the unpadded tokens, so each row sees what it would see alone."""
+        was_training = self.model.training
+        self.model.eval()
+        batch = self.processor.build([p for _, p, _ in items], [True] * len(items), None, padding_side="right")
+        n_image = len(self.processor.image_ids)
+        lengths = batch["attention_mask"].sum(1)
+        images = list(dict.fromkeys(img for img, _, _ in items))
+        row_image = torch.tensor([images.index(img) for img, _, _ in items], device=self.device)
+        width = int(lengths.max()) - n_image
+        text = torch.full((len(items), width), self.processor.pad_token_id, dtype=torch.long)
+        text_mask = torch.zeros((len(items), width), dtype=torch.long)
+        for i, n in enumerate(lengths.tolist()):  # each row's text, left-padded after the shared image
+            text[i, width - (n - n_image):] = batch["input_ids"][i, n_image:n]
+            text_mask[i, width - (n - n_image):] = 1
+        text, text_mask = text.to(self.device), text_mask.to(self.device)
+        lm = self.model.language_model
+        with self.inference_autocast():
+            image_ids = torch.tensor([self.processor.image_ids] * len(images), device=self.device)
+            embeds = self.model.embed(image_ids, self.features.get(images))
+            cache = lm(inputs_embeds=embeds, use_cache=True, logits_to_keep=1).cache
+            cache.reorder_cache(row_image)
+            mask = torch.cat([torch.ones((len(items), n_image), dtype=torch.long, device=self.device), text_mask], 1)
+            pos = (n_image + text_mask.cumsum(-1) - 1).clamp(min=n_image)
+            out = lm(input_ids=text, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True,
+                     logits_to_keep=1)
+            tokens, logprob = self._decode(out.logits[:, -1].float(), out.cache, mask, pos[:, -1:],
+                                           lambda logits, rows: logits.argmax(-1), max_new_tokens)
+        if was_training:
+            self.model.train()
+        return [[pair] for pair in zip(self.processor.decode(tokens), logprob.tolist())]
+
     def generate_scored(self, items: Sequence[Item], max_new_tokens: int = 24, do_sample: bool = False,
                         temperature: float = 1.0, top_k: int = 0,
                         num_return_sequences: int = 1) -> list[list[tuple[str, float]]]:
+        """Greedy continuations of prompts that all have an image: each image read once
+        (``_greedy_shared_images``); anything else through the language model's ``generate``."""
+        if not do_sample and num_return_sequences == 1 and items and all(img is not None for img, _, _ in items):
+            return self._greedy_shared_images(items, max_new_tokens)
+        return self._generate_hf(items, max_new_tokens, do_sample, temperature, top_k, num_return_sequences)
+
+    @torch.no_grad()
+    def _generate_hf(self, items: Sequence[Item], max_new_tokens: int = 24, do_sample: bool = False,
+                     temperature: float = 1.0, top_k: int = 0,
+                     num_return_sequences: int = 1) -> list[list[tuple[str, float]]]:
         was_training = self.model.training
         self.model.eval()
         batch = self._inputs(items, "left", with_targets=False)

@@ -13,6 +13,9 @@ from torch import nn
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, PreTrainedModel
 from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
+from transformers.masking_utils import AttentionMaskInterface, eager_mask
+from transformers.modeling_utils import AttentionInterface
+from transformers.models.llama.modeling_llama import eager_attention_forward
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from .efficientnet import FEATURE_DIM, EfficientNetLite0
@@ -272,6 +275,45 @@ class IllumeVLMBackbone:
         if attention_mask is not None and "position_ids" not in kwargs:
             kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         return self.model.decoder()(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
+
+
+def grouped_attention_products(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                               attention_mask: torch.Tensor | None, scaling: float, dropout: float = 0.0, **kwargs):
+    """Eager attention (Llama's ``eager_attention_forward``: the same products, scaling, additive mask
+    and float32 softmax) for grouped-query attention without copying the keys and values once per query
+    head: each key/value head's query heads are stacked as rows of one product. SmolLM2-135M has 9
+    query heads on 3 key/value heads, and while decoding ``repeat_kv`` copied the whole KV cache three
+    times over in every layer at every step (a fifth of the sampler's time on a CPU)."""
+    b, heads, q_len, dim = query.shape
+    kv_heads = key.shape[1]
+    groups = heads // kv_heads
+    q = query.reshape(b, kv_heads, groups * q_len, dim)
+    weights = torch.matmul(q, key.transpose(2, 3)) * scaling
+    weights = weights.view(b, kv_heads, groups, q_len, -1)
+    if attention_mask is not None:
+        weights = weights + attention_mask[:, :, None, :, : key.shape[-2]]
+    weights = nn.functional.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+    out = torch.matmul(weights.view(b, kv_heads, groups * q_len, -1), value)
+    out = out.view(b, heads, q_len, dim).transpose(1, 2).contiguous()
+    return out, weights.view(b, heads, q_len, -1)
+
+
+def grouped_eager_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                            attention_mask: torch.Tensor | None, scaling: float, dropout: float = 0.0, **kwargs):
+    """The built-in VLM's attention on a CPU: ``grouped_attention_products`` without gradients
+    (generation), Llama's eager attention itself with them (training). Grouping does not make a
+    training step faster (benchmarks/generation_speed.py), and a warm-up is chaotic enough that the
+    grouped products' last bits, under bf16 autocast, gave a different checkpoint (all 0.573 against
+    0.612 on the demo's val questions, the same recipe and seed): trained weights stay what they were."""
+    if torch.is_grad_enabled():
+        return eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout, **kwargs)
+    return grouped_attention_products(module, query, key, value, attention_mask, scaling, dropout, **kwargs)
+
+
+GROUPED_EAGER = "illume_grouped_eager"
+AttentionInterface.register(GROUPED_EAGER, grouped_eager_attention)
+AttentionMaskInterface.register(GROUPED_EAGER, eager_mask)
 
 
 # So that AutoConfig / AutoModelForImageTextToText open a saved built-in VLM too.
