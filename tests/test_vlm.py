@@ -128,6 +128,9 @@ def test_greedy_generation_reads_each_image_once_and_gives_what_generate_gives(t
         shared = vlm.generate_scored(items, max_new_tokens=10)
         assert [row[0][0] for row in shared] == [row[0][0] for row in reference]
         assert [row[0][1] for row in shared] == pytest.approx([row[0][1] for row in reference], abs=1e-4)
+    # a prompt with no text after its image goes through generate, as it would alone
+    empty = [(a, "", None), (b, "Q: What? A:", None)]
+    assert vlm.generate_scored(empty, max_new_tokens=6) == vlm._generate_hf(empty, max_new_tokens=6)
     # and each row alone gives what it gives in the batch
     assert [vlm.generate_scored([it], max_new_tokens=10)[0][0][0] for it in items] == [row[0][0] for row in shared]
 

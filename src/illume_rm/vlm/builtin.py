@@ -117,7 +117,7 @@ class BuiltinVLM(VLM):
         self.model = model.to(self.device)
         # On a CPU, eager attention trains ~1.25x faster than SDPA for these short sequences
         # (benchmarks/warmup_step.py), and grouped (no copy of the keys and values per query head) it
-        # decodes faster still (benchmarks/attention_speed.py); all compute the same attention
+        # decodes faster still (benchmarks/generation_speed.py); all compute the same attention
         # (tests/test_vlm.py).
         self.model.language_model.set_attn_implementation(GROUPED_EAGER if self.device.type == "cpu" else "sdpa")
         self.processor = processor
@@ -273,8 +273,11 @@ class BuiltinVLM(VLM):
         batch = self.processor.build([p for _, p, _ in items], [True] * len(items), None, padding_side="right")
         n_image = len(self.processor.image_ids)
         lengths = batch["attention_mask"].sum(1)
-        images = list(dict.fromkeys(img for img, _, _ in items))
-        row_image = torch.tensor([images.index(img) for img, _, _ in items], device=self.device)
+        if bool((lengths == n_image).any()):  # a prompt of no text: nothing after the image to read
+            return self._generate_hf(items, max_new_tokens)
+        index = {img: i for i, img in enumerate(dict.fromkeys(img for img, _, _ in items))}
+        images = list(index)
+        row_image = torch.tensor([index[img] for img, _, _ in items], device=self.device)
         width = int(lengths.max()) - n_image
         text = torch.full((len(items), width), self.processor.pad_token_id, dtype=torch.long)
         text_mask = torch.zeros((len(items), width), dtype=torch.long)
