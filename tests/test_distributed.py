@@ -142,6 +142,24 @@ def test_processes_started_with_different_commands_are_refused_before_work(runs,
     assert not list(tmp_path.glob("c*.jsonl"))
 
 
+def test_every_process_tears_its_process_group_down_before_exit(runs, tmp_path):
+    """Left to interpreter finalisation, gloo's threads can abort a process (SIGABRT) after its work
+    is done. Each process, main or serving, must leave the command with no process group; a refused
+    command too."""
+    script = tmp_path / "after.py"
+    script.write_text(
+        "import os, sys\nimport torch.distributed as dist\nfrom illume_rm.cli import cli\n"
+        "try:\n    cli(sys.argv[1:], standalone_mode=False)\nexcept SystemExit:\n    pass\n"
+        "print('rank', os.environ['RANK'], 'initialised', dist.is_initialized())\n")
+    env = {**os.environ, "ILLUME_RM_CACHE": str(runs["root"] / "cache1")}
+    for args in (["sample", runs["recipe"], "--out", tmp_path / "c.jsonl", "--set", "sampling.train_examples=2"],
+                 ["rl", runs["recipe"], "--adapter", tmp_path, "--reward", tmp_path, "--out", tmp_path / "o"]):
+        r = _launch([sys.executable, str(script), *map(str, args)], env, 2)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert sorted(r.stdout.split("\n")[-3:]) == ["", "rank 0 initialised False", "rank 1 initialised False"], \
+            r.stdout[-2000:]
+
+
 @pytest.mark.parametrize("args, says", [
     (["rl", "{recipe}", "--adapter", "{tmp}", "--reward", "{tmp}", "--out", "{tmp}/o"], "runs in one process"),
     (["train-reward", "{recipe}", "--candidates", "{tmp}/c.jsonl", "--judgements", "{tmp}/j.jsonl", "--out", "{tmp}/r"],

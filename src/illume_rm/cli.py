@@ -34,31 +34,42 @@ class Group(click.Group):
         from .distributed import processes
 
         procs = processes()
-        commands = procs.gather(sys.argv[1:])
-        if any(c != commands[0] for c in commands):
-            differ = next(i for i, c in enumerate(commands) if c != commands[0])
-            raise UserError(f"the {procs.world} processes were started with different commands (process 0: "
-                            f"{' '.join(commands[0])!r}; process {differ}: {' '.join(commands[differ])!r})")
-        name = commands[0][0] if commands[0] else ""
-        if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" or \
-                os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
-            raise UserError("FSDP and DeepSpeed are not used here: illume-rm trains LoRA adapters data-parallel, each "
-                            "process holding the whole model (recipes/accelerate/gpus-ddp.yaml)")
-        if name in SINGLE_PROCESS:
-            raise UserError(f"`illume-rm {name}` runs in one process ({SINGLE_PROCESS[name]}); start it without "
-                            "torchrun / accelerate launch")
-        if not procs.is_main:
-            procs.serve()
-            return None
-        click.echo(f"illume-rm: {procs.world} processes on {procs.device} (process 0 runs `{name}` and shares its "
-                   "sampling, evaluation and training out)", err=True)
+        orderly = False  # True once every process is known to be past its last collective
         try:
-            result = super().invoke(ctx)
-        except (UserError, Pending, click.exceptions.Exit):
+            commands = procs.gather(sys.argv[1:])
+            orderly = True  # a refusal below is raised by every process at the same point
+            if any(c != commands[0] for c in commands):
+                differ = next(i for i, c in enumerate(commands) if c != commands[0])
+                raise UserError(f"the {procs.world} processes were started with different commands (process 0: "
+                                f"{' '.join(commands[0])!r}; process {differ}: {' '.join(commands[differ])!r})")
+            name = commands[0][0] if commands[0] else ""
+            if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" or \
+                    os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
+                raise UserError("FSDP and DeepSpeed are not used here: illume-rm trains LoRA adapters data-parallel, "
+                                "each process holding the whole model (recipes/accelerate/gpus-ddp.yaml)")
+            if name in SINGLE_PROCESS:
+                raise UserError(f"`illume-rm {name}` runs in one process ({SINGLE_PROCESS[name]}); start it without "
+                                "torchrun / accelerate launch")
+            orderly = False
+            if not procs.is_main:
+                procs.serve()
+                orderly = True
+                return None
+            click.echo(f"illume-rm: {procs.world} processes on {procs.device} (process 0 runs `{name}` and shares "
+                       "its sampling, evaluation and training out)", err=True)
+            try:
+                result = super().invoke(ctx)
+            except (UserError, Pending, click.exceptions.Exit):
+                procs.stop()
+                orderly = True
+                raise
             procs.stop()
-            raise
-        procs.stop()
-        return result
+            orderly = True
+            return result
+        finally:
+            # an unexpected error may leave the others inside a collective: no barrier then; they fail
+            # on the closed connection rather than wait for a message that will not come
+            procs.close(orderly)
 
 
 # commands that several processes do not share, and why

@@ -112,6 +112,22 @@ class Processes:
         if self.distributed and self.is_main:
             self._broadcast(("stop",))
 
+    def close(self, orderly: bool = True) -> None:
+        """Tear the process group down before the interpreter exits: every process, after the last
+        message (``orderly``: a barrier first, so none leaves while another is still in a
+        collective). Left to interpreter finalisation, gloo's worker threads can outlive Python and
+        abort the process (SIGABRT, "terminate called without an active exception") after all its
+        work was written (pytorch/pytorch#190489)."""
+        if not self.distributed:
+            return
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            return
+        if orderly:
+            dist.barrier()
+        dist.destroy_process_group()
+
     def _broadcast(self, message: Any) -> Any:
         import torch.distributed as dist
 
