@@ -189,6 +189,40 @@ def test_the_sampler_draws_from_the_tempered_top_k_distribution(tiny_vlm_path):
     assert again != vlm.sample_groups(item, [1.5], 50, max_new_tokens=3, top_k=k, seed=2)[0][0]
 
 
+def test_rows_that_end_leave_the_batch_and_the_others_draw_from_their_own_distribution(tiny_vlm_path, monkeypatch):
+    """The sampler drops rows that have ended from the batch and the KV cache. With top-2 sampling
+    and the second likeliest first token made the end, many rows end at step 1; the others' second
+    tokens must still come from their own temperature's top-k distribution given their first token
+    (a row's temperature, cache or position taken from another row's would show here)."""
+    vlm = load_vlm(tiny_vlm_path)
+    item = [(None, "Q: what colour is the circle? A:", None)]
+    batch = vlm._inputs(item, "left", with_targets=False)
+    with torch.no_grad():
+        first = vlm.model(**batch).logits[0, -1].float()
+    go, end = first.topk(2).indices.tolist()
+    monkeypatch.setattr(type(vlm.processor), "eos_token_id", property(lambda self: end))
+    ids = torch.cat([batch["input_ids"], torch.tensor([[go]])], 1)
+    with torch.no_grad():
+        second = vlm.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -1].float()
+    temps, k, n = [0.25, 4.0], 2, 4000  # top-2: each step a choice of two, far apart at these temperatures
+    groups = vlm.sample_groups(item, temps, n, max_new_tokens=2, top_k=k, seed=3)
+    ended_text = vlm.processor.decode(torch.tensor([[end]]))[0]
+    for temp, rows in zip(temps, groups):
+        texts = [text for text, _ in rows[0]]
+        want: dict[str, float] = {}
+        top = (second / temp).topk(k)
+        for t, p in zip(top.indices.tolist(), top.values.softmax(-1).tolist()):
+            text = vlm.processor.decode(torch.tensor([[go, t]]))[0]
+            want[text] = want.get(text, 0.0) + p
+        going = [t for t in texts if t in want]
+        assert sum(t == ended_text for t in texts) > 100 and len(going) > 100, (temp, len(going))
+        counts: dict[str, int] = {}
+        for t in going:
+            counts[t] = counts.get(t, 0) + 1
+        tv = 0.5 * sum(abs(counts.get(t, 0) / len(going) - p) for t, p in want.items())
+        assert tv < 0.04, (temp, tv, counts, want)
+
+
 # LLaVA-1.5's chat template (as llava-hf's processors ship it)
 LLAVA_TEMPLATE = ("{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}"
                   "{% endif %}{% for item in message['content'] %}{% if item['type'] == 'image' %}{{ '<image>\n' }}"
