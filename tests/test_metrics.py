@@ -83,6 +83,32 @@ def test_recorded_reference_is_what_pycocoevalcap_gives_here():
         assert coco[key] == pytest.approx(value, rel=1e-9), key
 
 
+@pytest.mark.skipif(shutil.which("java") is None, reason="needs Java for pycocoevalcap")
+def test_one_meteor_process_scores_every_set_as_a_fresh_one_does(monkeypatch):
+    """METEOR's JVM is started once and kept: each set must still get pycocoevalcap's recorded score,
+    whatever was scored before it, and a process that has died is replaced."""
+    import illume_rm.evaluate.nlg as nlg
+
+    monkeypatch.setattr(nlg, "_METEOR", None)
+    sets = REFERENCE["sets"]
+
+    def meteor(name):
+        return nlg_scores(sets[name]["hyps"], REFERENCE["refs"], use_coco=True)["METEOR"]
+
+    try:
+        assert meteor("long") == pytest.approx(sets["long"]["pycocoevalcap"]["METEOR"], rel=1e-9)
+        proc = nlg._METEOR.meteor_p
+        assert meteor("short") == pytest.approx(sets["short"]["pycocoevalcap"]["METEOR"], rel=1e-9)
+        assert nlg._METEOR.meteor_p is proc  # the same process scored both
+        proc.kill()
+        proc.wait()
+        assert meteor("long") == pytest.approx(sets["long"]["pycocoevalcap"]["METEOR"], rel=1e-9)
+        assert nlg._METEOR.meteor_p is not proc
+    finally:
+        if nlg._METEOR is not None:
+            nlg._close_meteor(nlg._METEOR)
+
+
 def test_rouge_l_matches_the_coco_formula():
     # LCS 3 of 4 candidate and 5 reference words: p = .75, r = .6, beta 1.2
     p, r, b = 0.75, 0.6, 1.2
