@@ -64,6 +64,13 @@ def test_tiny_model_overfits_and_generates_with_and_without_image(tiny_vlm_path,
     assert vlm.generate([it[:2] + (None,) for it in items[:2]], max_new_tokens=12) == out[:2]
     groups = vlm.sample_groups([it[:2] + (None,) for it in items], [0.5, 2.0], 2, max_new_tokens=12, top_k=1)
     assert [[[t for t, _ in row] for row in g] for g in groups] == [[[o[0]] * 2 for o in out]] * 2
+    # with the rows that have ended kept in the batch (the benchmark's baseline), each still stops at
+    # its end: nothing after it in its text or its log-probability
+    vlm.drop_finished_rows = False
+    kept = vlm.sample_groups([it[:2] + (None,) for it in items], [0.5, 2.0], 2, max_new_tokens=12, top_k=1)
+    assert [[[t for t, _ in row] for row in g] for g in kept] == [[[o[0]] * 2 for o in out]] * 2
+    assert [lp for g in kept for row in g for _, lp in row] == pytest.approx(
+        [lp for g in groups for row in g for _, lp in row], abs=1e-4)
 
 
 def test_cpu_grouped_eager_attention_computes_what_eager_and_sdpa_do(tiny_vlm_path, shapes_small):

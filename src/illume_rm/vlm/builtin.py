@@ -198,14 +198,18 @@ class BuiltinVLM(VLM):
         n = logits.shape[0]
         tokens = torch.full((n, max_new_tokens), self.processor.pad_token_id, dtype=torch.long, device=self.device)
         logprob = torch.zeros(n, device=self.device)
-        rows = torch.arange(n, device=self.device)  # the original rows still decoding, in batch order
-        steps = 0
+        rows = torch.arange(n, device=self.device)  # the original rows in the batch, in batch order
+        done = torch.zeros(n, dtype=torch.bool, device=self.device)  # rows that have ended (still in the batch
+        steps = 0                                                      # only without drop_finished_rows)
         for step in range(max_new_tokens):
-            nxt = pick(logits, rows)
-            logprob[rows] += logits.log_softmax(-1).gather(1, nxt[:, None]).squeeze(1)
+            ended = done[rows]
+            nxt = pick(logits, rows).masked_fill(ended, self.processor.pad_token_id)
+            lp = logits.log_softmax(-1).gather(1, nxt[:, None]).squeeze(1)
+            logprob[rows] += lp.masked_fill(ended, 0.0)
             tokens[rows, step] = nxt
             steps = step + 1
-            going = ~torch.isin(nxt, eos)
+            done[rows] |= torch.isin(nxt, eos)
+            going = ~done[rows]
             if not going.any() or steps == max_new_tokens:
                 break
             if self.drop_finished_rows and not going.all():  # drop the rows that have ended from the batch and the cache
