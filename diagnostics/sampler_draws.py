@@ -8,7 +8,8 @@ the batch, the top-k draw made among the k kept). The reference is the field's i
 questions, the gold answer in the prompt, the recipe's temperatures, k, top-k and length), for each
 seed; the oracle judges every distinct rationale. Printed per seed and as mean ± standard error over
 seeds, with the paired difference (the same questions at each seed): the oracle's acceptance, the
-distinct rationales kept, their length in words and their log-probability under the model.
+distinct rationales kept, their length in words, their log-probability under the model and, per
+temperature, their ROUGE-L against the references (ILLUME's critic).
 
     .venv/bin/python diagnostics/sampler_draws.py recipes/shapes-critic.yaml --checkpoint WARMUP_DIR --seeds 0 1 2
 
@@ -25,6 +26,7 @@ import statistics
 from illume_rm.checkpoints import base_vlm
 from illume_rm.config import load_recipe
 from illume_rm.data import load_examples
+from illume_rm.evaluate.nlg import rouge_l
 from illume_rm.sampling import pick_examples, sample_candidates
 from illume_rm.selectors.oracle import oracle_accepts
 from illume_rm.vlm.base import VLM
@@ -40,17 +42,21 @@ class GenerateSampler:
         return VLM.sample_groups(self.vlm, *args, **kwargs)
 
 
-def summary(cands, examples) -> dict[str, float]:
+def summary(cands, examples, temperatures) -> dict[str, float]:
     by_id = {e.id: e for e in examples}
     ok = [oracle_accepts(by_id[c.example_id], c.rationale, c.answer) for c in cands]
-    return {"oracle %": 100 * sum(ok) / len(cands), "distinct": len(cands),
-            "words": statistics.mean(len(c.rationale.split()) for c in cands),
-            "logprob": statistics.mean(c.logprob for c in cands)}
+    out = {"oracle %": 100 * sum(ok) / len(cands), "distinct": len(cands),
+           "words": statistics.mean(len(c.rationale.split()) for c in cands),
+           "logprob": statistics.mean(c.logprob for c in cands)}
+    for t in temperatures:  # ILLUME's critic: ROUGE-L against the references, by temperature
+        at = [c for c in cands if c.temperature == t]
+        out[f"ROUGE-L@{t:g}"] = statistics.mean(rouge_l(c.rationale, by_id[c.example_id].explanations) for c in at)
+    return out
 
 
 def mean_se(xs: list[float], signed: bool = False) -> str:
-    m = f"{statistics.mean(xs):{'+' if signed else ''}.2f}"
-    return f"{m} ± {statistics.stdev(xs) / math.sqrt(len(xs)):.2f}" if len(xs) > 1 else m
+    m = f"{statistics.mean(xs):{'+' if signed else ''}.3f}"
+    return f"{m} ± {statistics.stdev(xs) / math.sqrt(len(xs)):.3f}" if len(xs) > 1 else m
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -69,15 +75,16 @@ def main(argv: list[str] | None = None) -> None:
     for seed in a.seeds:
         chosen = pick_examples(train, r.sampling.train_examples, seed)  # as the loop's iteration 0
         for name, sampler in samplers.items():
-            rows[name, seed] = summary(sample_candidates(sampler, chosen, r.sampling, seed=seed), chosen)
-            print(f"seed {seed} {name:13s} " + "  ".join(f"{k} {v:.2f}" for k, v in rows[name, seed].items()),
+            rows[name, seed] = summary(sample_candidates(sampler, chosen, r.sampling, seed=seed), chosen,
+                                       r.sampling.temperatures)
+            print(f"seed {seed} {name:13s} " + "  ".join(f"{k} {v:.3f}" for k, v in rows[name, seed].items()),
                   flush=True)
     print(f"\n{len(a.seeds)} seeds: mean ± standard error")
-    print(f"{'':16s}" + "".join(f"{k:>18s}" for k in rows[next(iter(rows))]))
+    print(f"{'':16s}" + "".join(f"{k:>16s}" for k in rows[next(iter(rows))]))
     for name in samplers:
-        print(f"{name:16s}" + "".join(f"{mean_se([rows[name, s][k] for s in a.seeds]):>18s}" for k in rows[name, a.seeds[0]]))
+        print(f"{name:16s}" + "".join(f"{mean_se([rows[name, s][k] for s in a.seeds]):>16s}" for k in rows[name, a.seeds[0]]))
     print(f"{'difference':16s}" + "".join(
-        f"{mean_se([rows['sample_groups', s][k] - rows['generate', s][k] for s in a.seeds], signed=True):>18s}"
+        f"{mean_se([rows['sample_groups', s][k] - rows['generate', s][k] for s in a.seeds], signed=True):>16s}"
         for k in rows["sample_groups", a.seeds[0]]))
 
 
