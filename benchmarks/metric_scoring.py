@@ -32,12 +32,15 @@ def main() -> None:
         sets.append(({e.id: e.explanations[i % len(e.explanations)] for e in chunk},
                      {e.id: [x for j, x in enumerate(e.explanations) if j != i % len(e.explanations)] for e in chunk}))
 
+    def forget_meteor():  # the next scoring starts its own METEOR process
+        if nlg._METEOR is not None:
+            nlg._close_meteor(nlg._METEOR)
+            nlg._METEOR = None
+
     def fresh():
         out = []
         for hyps, refs in sets:
-            if nlg._METEOR is not None:
-                nlg._close_meteor(nlg._METEOR)
-                nlg._METEOR = None
+            forget_meteor()
             out.append(nlg.nlg_scores(hyps, refs, use_coco=True))
         return out
 
@@ -48,9 +51,8 @@ def main() -> None:
     results = {}
     for _ in range(a.rounds):
         for name, fn in (("fresh", fresh), ("shared", shared)):
-            if name == "shared" and nlg._METEOR is not None:  # the shared process starts within the timing
-                nlg._close_meteor(nlg._METEOR)
-                nlg._METEOR = None
+            if name == "shared":  # the shared process starts within the timing
+                forget_meteor()
             t0 = time.perf_counter()
             results[name] = fn()
             times[name].append(time.perf_counter() - t0)

@@ -199,8 +199,9 @@ class BuiltinVLM(VLM):
         tokens = torch.full((n, max_new_tokens), self.processor.pad_token_id, dtype=torch.long, device=self.device)
         logprob = torch.zeros(n, device=self.device)
         rows = torch.arange(n, device=self.device)  # the original rows in the batch, in batch order
-        done = torch.zeros(n, dtype=torch.bool, device=self.device)  # rows that have ended (still in the batch
-        steps = 0                                                      # only without drop_finished_rows)
+        # rows that have ended: they stay in the batch only without drop_finished_rows, writing padding
+        done = torch.zeros(n, dtype=torch.bool, device=self.device)
+        steps = 0
         for step in range(max_new_tokens):
             ended = done[rows]
             nxt = pick(logits, rows).masked_fill(ended, self.processor.pad_token_id)
