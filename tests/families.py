@@ -1,5 +1,6 @@
 """Tiny randomly initialised VLMs of the families illume-rm serves, built offline from configs (the
 tokenizer is SmolLM2's with each family's special tokens added), each with its family's chat template."""
+import json
 from pathlib import Path
 
 import torch
@@ -156,47 +157,21 @@ def tiny_paligemma(folder: Path) -> Path:
 
 # -- families whose processor carries a video half ------------------------------------------------------
 # Qwen2-VL, Qwen2.5-VL and SmolVLM's processors hold a video processor, which needs torchvision; the
-# package registries here have only its CUDA build, which does not load against torch's CPU wheel. So
-# these tests give each family's own processor class without its video half (illume-rm sends images
-# only): the family's image processor (its PIL backend), tokenizer, image tokens and chat template.
-def image_only(processor_cls, video_defaults: dict | None = None):
-    """``processor_cls`` with its image processor and tokenizer, and no video processor; ``video_defaults``
-    stands in for the settings of its video processor that the processor reads for any conversation
-    (SmolVLM's chat template asks for ``num_frames`` and ``fps``)."""
-    from types import SimpleNamespace
-
-    class ImageOnly(processor_cls):
-        @classmethod
-        def get_attributes(cls):
-            return ["image_processor", "tokenizer"]
-
-        def __init__(self, image_processor=None, tokenizer=None, **kwargs):
-            super().__init__(image_processor, tokenizer, None, **kwargs)
-            if video_defaults is not None:
-                self.video_processor = SimpleNamespace(**video_defaults)
-
-    ImageOnly.__name__ = processor_cls.__name__
-    return ImageOnly
-
-
-def _save_parts(folder: Path, model, tok, images, template: str) -> Path:
+# package registries here have only its CUDA build, which does not load against torch's CPU wheel.
+# Their folders are written part by part, as the Hub holds them (the processor's own settings in
+# processor_config.json, the video processor's in video_preprocessor_config.json), and load_vlm opens
+# them with the processor's image half (illume-rm sends images only; vlm/hf.py: image_only_processor).
+def _save_parts(folder: Path, model, tok, images, template: str, processor: dict | None = None,
+                video: dict | None = None) -> Path:
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     images.save_pretrained(folder)
     (folder / "chat_template.jinja").write_text(template)
+    if processor is not None:
+        (folder / "processor_config.json").write_text(json.dumps(processor))
+    if video is not None:
+        (folder / "video_preprocessor_config.json").write_text(json.dumps(video))
     return folder
-
-
-def open_image_only(folder: Path, model_cls, processor_cls, images_cls, video_defaults=None, **processor_kwargs):
-    """The VLM of a folder written by ``_save_parts``: its model class, and its processor class without
-    the video half (what ``load_vlm`` would open where torchvision is installed)."""
-    from transformers import AutoTokenizer
-
-    from illume_rm.vlm.hf import HFVLM
-
-    processor = image_only(processor_cls, video_defaults)(images_cls.from_pretrained(folder), AutoTokenizer.from_pretrained(folder),
-                                          chat_template=(folder / "chat_template.jinja").read_text(), **processor_kwargs)
-    return HFVLM(model_cls.from_pretrained(folder).eval(), processor, path=str(folder))
 
 
 # Qwen2-VL's chat template, shortened (no system turn): ChatML turns, the image as vision start/pad/end
@@ -259,20 +234,6 @@ def tiny_qwen2_5_vl(folder: Path) -> Path:
                            window_size=56, fullatt_block_indexes=[1]))
 
 
-def open_qwen2_vl(folder: Path):
-    from transformers import Qwen2VLForConditionalGeneration, Qwen2VLProcessor
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-    return open_image_only(folder, Qwen2VLForConditionalGeneration, Qwen2VLProcessor, Qwen2VLImageProcessorPil)
-
-
-def open_qwen2_5_vl(folder: Path):
-    from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-    return open_image_only(folder, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, Qwen2VLImageProcessorPil)
-
-
 def tiny_smolvlm(folder: Path) -> Path:
     """SmolVLM (SmolVLM2's own classes, ``smolvlm``): Idefics3's design, its own processor."""
     from transformers import SmolVLMConfig, SmolVLMForConditionalGeneration
@@ -281,12 +242,9 @@ def tiny_smolvlm(folder: Path) -> Path:
     model, tok = idefics_model(SmolVLMConfig, SmolVLMForConditionalGeneration)
     images = SmolVLMImageProcessorPil(size={"longest_edge": 32}, max_image_size={"longest_edge": 32},
                                       do_image_splitting=False)
-    return _save_parts(folder, model, tok, images, IDEFICS3_TEMPLATE)
+    # as SmolVLM2's folders hold them: the image tokens per image, and the video sampling its chat template reads
+    return _save_parts(folder, model, tok, images, IDEFICS3_TEMPLATE,
+                       processor={"processor_class": "SmolVLMProcessor", "image_seq_len": 1},
+                       video={"video_processor_type": "SmolVLMVideoProcessor",
+                              "video_sampling": {"fps": 1, "max_frames": 64, "video_size": {"longest_edge": 32}}})
 
-
-def open_smolvlm(folder: Path):
-    from transformers import SmolVLMForConditionalGeneration, SmolVLMProcessor
-    from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil
-
-    return open_image_only(folder, SmolVLMForConditionalGeneration, SmolVLMProcessor, SmolVLMImageProcessorPil,
-                           video_defaults={"num_frames": 64, "fps": 1}, image_seq_len=1)

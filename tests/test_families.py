@@ -8,8 +8,8 @@ import shutil
 import pytest
 import torch
 
-from families import (open_qwen2_5_vl, open_qwen2_vl, open_smolvlm, tiny_gemma3, tiny_idefics3, tiny_llava_next,
-                      tiny_paligemma, tiny_qwen2_5_vl, tiny_qwen2_vl, tiny_smolvlm)
+from families import (tiny_gemma3, tiny_idefics3, tiny_llava_next, tiny_paligemma, tiny_qwen2_5_vl, tiny_qwen2_vl,
+                      tiny_smolvlm)
 from illume_rm.errors import UserError
 from illume_rm.vlm import load_vlm
 from test_vlm import tiny_llava
@@ -21,8 +21,6 @@ FAMILIES = {"llava": (tiny_llava, "ASSISTANT:", "vision_tower"), "idefics3": (ti
             "qwen2_vl": (tiny_qwen2_vl, "<|im_start|>assistant", "visual"),
             "qwen2_5_vl": (tiny_qwen2_5_vl, "<|im_start|>assistant", "visual"),
             "smolvlm": (tiny_smolvlm, "Assistant:", "vision_model")}
-# families opened with their processor's image half only (tests/families.py: no CPU torchvision here)
-OPEN = {"qwen2_vl": open_qwen2_vl, "qwen2_5_vl": open_qwen2_5_vl, "smolvlm": open_smolvlm}
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
@@ -36,8 +34,7 @@ def test_a_family_behind_the_vlm_interface(family, tmp_path, shapes_small):
     build, assistant, tower = FAMILIES[family]
     assert family in TESTED_FAMILIES
     folder = build(tmp_path / family)
-    open_ = OPEN.get(family, load_vlm)
-    vlm = open_(folder)
+    vlm = load_vlm(folder)
     assert vlm.model.config.model_type == family
     exs = load_examples(shapes_small, "train")[:8]
     items = [(exs[0].image, "Q: What is it? A:", " yes"),
@@ -64,7 +61,7 @@ def test_a_family_behind_the_vlm_interface(family, tmp_path, shapes_small):
     with torch.no_grad():
         tuned = float(vlm.loss(items))
     save_adapter(vlm, tmp_path / "adapter")
-    again = open_(folder)
+    again = load_vlm(folder)
     load_adapter(again, tmp_path / "adapter")
     with torch.no_grad():
         assert float(again.loss(items)) == pytest.approx(tuned, rel=1e-5)
@@ -93,17 +90,28 @@ def test_an_unsupported_family_is_named(tmp_path):
         load_vlm(folder)
 
 
-def test_a_processor_that_needs_torchvision_is_named(tmp_path):
-    """A Qwen2-VL folder opens with load_vlm where torchvision loads; where it does not, one line says
-    that its processor's video half needs it."""
+@pytest.mark.parametrize("family", ["qwen2_vl", "smolvlm"])
+def test_a_processor_with_a_video_half_opens_without_torchvision(family, tmp_path, shapes_small):
+    """Where torchvision does not load, a Qwen2-VL or SmolVLM folder still opens with load_vlm: the
+    family's own processor class with its image half, the folder's settings (SmolVLM's image tokens per
+    image) and chat template, which writes a user's turn around the image as the family's does."""
+    from illume_rm.data import load_examples
     from illume_rm.vlm.hf import _has_torchvision
 
-    folder = tiny_qwen2_vl(tmp_path / "qwen")
+    folder = FAMILIES[family][0](tmp_path / family)
+    vlm = load_vlm(folder)
+    names = {"qwen2_vl": "Qwen2VLProcessor", "smolvlm": "SmolVLMProcessor"}
+    assert type(vlm.processor).__name__ == names[family]
     if _has_torchvision():
-        assert load_vlm(folder).model.config.model_type == "qwen2_vl"
-    else:
-        with pytest.raises(UserError, match="'qwen2_vl' model holds a video processor, which needs torchvision"):
-            load_vlm(folder)
+        return
+    assert not isinstance(vlm.processor.video_processor, torch.nn.Module)
+    image = load_examples(shapes_small, "train")[0].image
+    ids = vlm._encode([(image, "Q: What is it? A:", None)], False, "left")["input_ids"][0]
+    text = vlm.tokenizer.decode(ids)
+    if family == "qwen2_vl":  # 56 x 56 pixels: 2 x 2 merged patches, 4 image tokens between start and end
+        assert "<|vision_start|>" + "<|image_pad|>" * 4 + "<|vision_end|>Q: What is it?" in text, text
+    else:  # image_seq_len 1 from processor_config.json: one <image> between the fake tokens
+        assert "<fake_token_around_image><global-img><image><fake_token_around_image>Q: What is it?" in text, text
 
 
 def test_lora_targets_that_name_nothing_are_refused(tmp_path):

@@ -83,12 +83,13 @@ class HFVLM(VLM):
         family = json.loads((Path(path) / "config.json").read_text()).get("model_type")
         try:
             model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
-            processor = AutoProcessor.from_pretrained(path)
+            try:
+                processor = AutoProcessor.from_pretrained(path)
+            except (OSError, ValueError, KeyError, ImportError) as exc:
+                if not (re.search(r"video ?processor|torchvision", str(exc), re.I) and not _has_torchvision()):
+                    raise
+                processor = image_only_processor(Path(path), family)
         except (OSError, ValueError, KeyError, ImportError) as exc:
-            if re.search(r"video ?processor|torchvision", str(exc), re.I) and not _has_torchvision():
-                raise UserError(f"model checkpoint {path}: the processor of a {family!r} model holds a video processor, "
-                                "which needs torchvision; install the torchvision build that matches your torch "
-                                "(illume-rm sends it images only)") from None
             raise UserError(f"model checkpoint {path}: a {family!r} model cannot be loaded as an image-text-to-text "
                             f"model ({str(exc).splitlines()[0][:200]}); families tested here: "
                             f"{', '.join(TESTED_FAMILIES)}") from None
@@ -195,6 +196,54 @@ class HFVLM(VLM):
         texts = [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
         logprobs = sequence_logprobs(new, out.logits, self.end_ids)
         return group_rows(list(zip(texts, logprobs)), num_return_sequences)
+
+
+def image_only_processor(folder: Path, family: str | None):
+    """The folder's processor without its video half, where torchvision (which every video processor
+    needs) does not load: illume-rm sends images only. The family's own processor class, given the
+    folder's image processor (its PIL backend), tokenizer, chat template and settings; the settings of
+    its video processor that the chat template reads for any conversation (SmolVLM's ``num_frames``
+    and ``fps``) come from the folder's ``video_preprocessor_config.json`` as plain values."""
+    import json
+    from types import SimpleNamespace
+
+    import transformers
+    from transformers import AutoImageProcessor, AutoTokenizer
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
+
+    def read(name: str) -> dict:
+        f = folder / name
+        return json.loads(f.read_text()) if f.is_file() else {}
+
+    settings = read("processor_config.json")
+    name = settings.get("processor_class") or PROCESSOR_MAPPING_NAMES.get(family or "")
+    cls = getattr(transformers, name or "", None)
+    if cls is None:
+        raise ValueError(f"no processor class for the family {family!r} (processor_config.json names none)")
+    template = settings.get("chat_template") or read("chat_template.json").get("chat_template")
+    if (folder / "chat_template.jinja").is_file():
+        template = (folder / "chat_template.jinja").read_text()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    template = template or getattr(tokenizer, "chat_template", None)
+    video = read("video_preprocessor_config.json")
+    sampling = video.get("video_sampling") or {}
+    frames = {"num_frames": video.get("num_frames", sampling.get("max_frames")),
+              "fps": video.get("fps", sampling.get("fps"))}
+    # the processor's own settings (SmolVLM's image_seq_len), not its parts' configs
+    kwargs = {k: v for k, v in settings.items() if k not in ("processor_class", "chat_template", "auto_map")
+              and not isinstance(v, dict)}
+
+    class ImageOnly(cls):
+        @classmethod
+        def get_attributes(klass):
+            return [a for a in super().get_attributes() if a != "video_processor"]
+
+        def __init__(self, image_processor, tokenizer, **kw):
+            super().__init__(image_processor=image_processor, tokenizer=tokenizer, video_processor=None, **kw)
+            self.video_processor = SimpleNamespace(**frames)
+
+    ImageOnly.__name__ = ImageOnly.__qualname__ = cls.__name__
+    return ImageOnly(AutoImageProcessor.from_pretrained(folder), tokenizer, chat_template=template, **kwargs)
 
 
 def _has_torchvision() -> bool:
