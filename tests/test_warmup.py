@@ -71,11 +71,17 @@ def test_warmup_steps_on_grounding_questions_under_bf16(tiny_vlm_path, tmp_path)
     assert r.exit_code == 0, r.output
     report = json.loads((tmp_path / "ck" / "warmup.json").read_text())
     assert report["config"]["precision"] == "bf16" and all(l == l for l in report["losses"])  # no NaN
+    # a CPU without native bfloat16 emulates it, many times slower: one line says so, and what auto picks
+    import torch
+
+    from illume_rm.vlm.base import bf16_native
+
+    assert ("no native bfloat16" in r.output) == (not bf16_native(torch.device("cpu"))), r.output
 
 
 def test_unknown_precision_is_refused_before_any_work(tmp_path):
     r = CliRunner().invoke(cli, ["warmup", "--set", "warmup.precision=fp16", "--out", str(tmp_path / "ck")])
-    assert r.exit_code == 2 and "warmup.precision: expected one of fp32, bf16, got 'fp16'" in r.output
+    assert r.exit_code == 2 and "warmup.precision: expected one of auto, fp32, bf16, got 'fp16'" in r.output
     assert not (tmp_path / "ck").exists()
 
 
@@ -162,3 +168,41 @@ def test_family_weights_for_a_family_the_data_lacks_are_refused_before_any_work(
                                  "--set", "warmup.family_weights={comparison: 3}", "--out", str(tmp_path / "ck")])
     assert r.exit_code == 2 and "no training question is of family comparison" in r.output
     assert "before" not in r.output and not (tmp_path / "ck").exists()
+
+
+def test_precision_auto_is_bf16_only_where_the_device_runs_it_natively(monkeypatch, tmp_path):
+    """bf16 on a CPU without AVX512-BF16 or AMX is emulated, many times slower; ``auto`` picks fp32
+    there and bf16 where it is native. The warm-up trains what it picked, under the cache key of that
+    precision named outright (one checkpoint per precision, found again either way)."""
+    import torch
+
+    from illume_rm import data, tasks
+    from illume_rm.checkpoints import warmup_checkpoint
+    from illume_rm.config import load_recipe
+    from illume_rm.vlm import base
+
+    trained = []
+
+    def fake_warmup(recipe, train, val, out):  # records what would be trained, leaves a checkpoint
+        trained.append(recipe.warmup.precision)
+        out.mkdir(parents=True)
+        (out / "warmup.json").write_text("{}")
+
+    monkeypatch.setenv("ILLUME_RM_CACHE", str(tmp_path))
+    monkeypatch.setattr(tasks, "warmup", fake_warmup)
+    monkeypatch.setattr(data, "load_examples", lambda *a, **k: [])
+    folders = {}
+    for native, picked in ((False, "fp32"), (True, "bf16")):
+        monkeypatch.setattr(base, "bf16_native", lambda device, native=native: native)
+        assert base.resolve_precision("auto", torch.device("cpu")) == picked
+        assert base.resolve_precision("fp32", torch.device("cpu")) == "fp32"
+        assert base.resolve_precision("bf16", torch.device("cpu")) == "bf16"  # named: as named, with a warning
+        auto = load_recipe("recipes/shapes-warmup.yaml")
+        assert auto.warmup.precision == "auto"
+        folders[picked] = warmup_checkpoint(auto, log=lambda m: None)
+        assert trained[-1] == picked
+        seen = []
+        assert warmup_checkpoint(load_recipe("recipes/shapes-warmup.yaml", [f"warmup.precision={picked}"]),
+                                 log=seen.append) == folders[picked]
+        assert "found" in seen[0] and len(trained) == (1 if picked == "fp32" else 2)
+    assert folders["fp32"] != folders["bf16"]

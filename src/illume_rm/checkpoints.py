@@ -66,6 +66,14 @@ def warmup_checkpoint(recipe, log=print) -> Path:
         log(f"{recipe.model.base}: a pretrained {family} model; no warm-up (the loop starts from it; "
             "warmup.skip_pretrained=false warms it up)")
         return Path(recipe.model.base)
+    if recipe.warmup.precision == "auto":  # what it is here: bf16 and fp32 train different checkpoints
+        from dataclasses import replace
+
+        from .vlm.base import resolve_precision
+        from .vlm.builtin import default_device
+
+        recipe = replace(recipe, warmup=replace(recipe.warmup, precision=resolve_precision(
+            "auto", default_device(recipe.model.device))))
     key = recipe.hash("seed", "data", "model", "warmup")
     if generator_version(recipe.data):  # data a generator writes: its version too (version 0 keeps old keys)
         key = hashlib.sha1(f"{key}/{generator_version(recipe.data)}".encode()).hexdigest()[:12]

@@ -43,8 +43,9 @@ class FinetuneConfig:
     loss_on_answer: bool = field(default=False, metadata={"hash_default": False})
     gt_fraction: float = 0.1          # gt-sft: share of training examples whose references are used
     warmup_steps: int = field(default=5, metadata={"hash_default": False})  # linear warm-up of the learning rate
-    # fp32, or bfloat16 autocast for the forward and backward (weights and Adam stay fp32)
-    precision: Literal["fp32", "bf16"] = field(default="fp32", metadata={"hash_default": False})
+    # fp32, bfloat16 autocast for the forward and backward (weights and Adam stay fp32), or auto (bf16
+    # where the device runs it natively, else fp32)
+    precision: Literal["auto", "fp32", "bf16"] = field(default="fp32", metadata={"hash_default": False})
     lora: LoraConfig = field(default_factory=lambda: LoraConfig(train_projector=False))
 
 

@@ -13,7 +13,7 @@ from typing import Callable, Literal, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..vlm.base import VLM, Item
+from ..vlm.base import VLM, Item, bf16_native, resolve_precision
 
 # a step's batch: items, and their loss weights (None: all 1)
 Draw = Callable[[int], tuple[Sequence[Item], Sequence[float] | None]]
@@ -65,6 +65,11 @@ def train_steps(vlm: VLM, groups: list[dict], steps: int, draw: Draw, *, schedul
     from ..distributed import processes
 
     procs = processes()
+    precision = resolve_precision(precision, vlm.device)
+    if precision == "bf16" and not bf16_native(vlm.device) and procs.is_main:
+        tqdm.write(f"{desc}: bf16 asked for, but this {vlm.device.type} has no native bfloat16 (a CPU needs "
+                   "AVX512-BF16 or AMX): emulated, it is many times slower than fp32; precision: auto picks "
+                   "fp32 here")
     model = vlm.trainable_model()
     opt = torch.optim.AdamW(groups, weight_decay=0.0)
     sched = scheduler(opt, schedule, steps, warmup_steps)

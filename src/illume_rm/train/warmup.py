@@ -19,7 +19,7 @@ import torch
 
 from ..errors import UserError
 from ..records import Example, write_json, write_tree_atomic
-from ..vlm.base import ANSWER_TEMPLATE, VLM, Item, answer_prompt
+from ..vlm.base import ANSWER_TEMPLATE, VLM, Item, answer_prompt, resolve_precision
 from ..evaluate.accuracy import accuracy_by_family, chance_by_family
 from ..evaluate.controls import as_text, grounding_accuracy, swap_images
 from .align import align_projector, cell_accuracy, cell_loss, cell_targets
@@ -49,8 +49,11 @@ class WarmupConfig:
     # in warmup.json is measured: what is measured, not what is trained, so not part of the cache key
     eval_examples: int | None = field(default=None, metadata={"shapes_cache": False})
     eval_every: int | None = field(default=None, metadata={"shapes_cache": False})
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: forward/backward under bfloat16 autocast (weights and
-                                                 # Adam stay fp32); benchmarks/warmup_precision.py measures it
+    # bf16: forward/backward under bfloat16 autocast (weights and Adam stay fp32); auto: bf16 where the
+    # device runs it natively (a CPU with AVX512-BF16 or AMX, a GPU with bf16), else fp32. Without native
+    # support bf16 is emulated, many times slower (benchmarks/warmup_precision.py). The cache key holds
+    # what auto resolves to on this machine (checkpoints.py)
+    precision: Literal["auto", "fp32", "bf16"] = "fp32"
     lora: LoraConfig = field(default_factory=LoraConfig)
     # how often each question family is drawn for answer-only steps, relative to its share of the
     # training questions (e.g. {compare: 3, spatial: 3}: three times as often; unnamed families 1)
@@ -247,6 +250,7 @@ def run_warmup(vlm: VLM, train: Sequence[Example], val: Sequence[Example], cfg: 
                seed: int = 0, log: Callable[[str], None] = print) -> dict:
     """Accuracy before, training, accuracy after; saves the checkpoint and warmup.json in `out`."""
     family_weights(train, cfg.family_weights)  # a family the data lacks: refused before any work
+    cfg = replace(cfg, precision=resolve_precision(cfg.precision, vlm.device))  # warmup.json says which
     if cfg.eval_examples is not None:
         val = list(val)[: cfg.eval_examples]
     chance = chance_by_family(train, val)

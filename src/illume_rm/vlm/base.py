@@ -36,6 +36,13 @@ def bf16_native(device: torch.device) -> bool:
     return False
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto``: bf16 where ``device`` runs it natively, else fp32; ``fp32`` and ``bf16`` as named."""
+    if precision == "auto":
+        return "bf16" if bf16_native(device) else "fp32"
+    return precision
+
+
 class VLM(abc.ABC):
     name: str = "vlm"
     device: torch.device
@@ -46,9 +53,7 @@ class VLM(abc.ABC):
         """``fp32``, ``bf16``, or ``auto`` (bf16 where the device runs it natively, else fp32)."""
         if precision not in ("auto", "fp32", "bf16"):
             raise UserError(f"model.precision: unknown value '{precision}' (choose one of auto, fp32, bf16)")
-        if precision == "auto":
-            precision = "bf16" if bf16_native(self.device) else "fp32"
-        self.inference_precision = precision
+        self.inference_precision = resolve_precision(precision, self.device)
         return self
 
     def inference_autocast(self):
