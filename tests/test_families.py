@@ -94,7 +94,8 @@ def test_an_unsupported_family_is_named(tmp_path):
 def test_a_processor_with_a_video_half_opens_without_torchvision(family, tmp_path, shapes_small):
     """Where torchvision does not load, a Qwen2-VL or SmolVLM folder still opens with load_vlm: the
     family's own processor class with its image half, the folder's settings (SmolVLM's image tokens per
-    image) and chat template, which writes a user's turn around the image as the family's does."""
+    image) and chat template, which writes a user's turn around the image as the family's does. Where
+    torchvision loads, the whole processor opens, and the image half alone encodes the same batches."""
     from illume_rm.data import load_examples
     from illume_rm.vlm.hf import _has_torchvision
 
@@ -102,11 +103,17 @@ def test_a_processor_with_a_video_half_opens_without_torchvision(family, tmp_pat
     vlm = load_vlm(folder)
     names = {"qwen2_vl": "Qwen2VLProcessor", "smolvlm": "SmolVLMProcessor"}
     assert type(vlm.processor).__name__ == names[family]
-    if _has_torchvision():
-        return
-    assert not isinstance(vlm.processor.video_processor, torch.nn.Module)
     image = load_examples(shapes_small, "train")[0].image
-    ids = vlm._encode([(image, "Q: What is it? A:", None)], False, "left")["input_ids"][0]
+    items = [(image, "Q: What is it? A:", None), (image, "Q: What colour? A: red, seeing that", " it is red")]
+    if _has_torchvision():  # the whole processor: its image half encodes exactly as it does
+        from illume_rm.vlm.hf import image_only_processor
+
+        half = type(vlm)(vlm.model, image_only_processor(folder, family), path=str(folder))
+        for targets in (False, True):
+            whole, part = (v._encode(items, targets, "left") for v in (vlm, half))
+            assert whole.keys() == part.keys() and all(torch.equal(whole[k], part[k]) for k in whole)
+        return
+    ids = vlm._encode(items[:1], False, "left")["input_ids"][0]
     text = vlm.tokenizer.decode(ids)
     if family == "qwen2_vl":  # 56 x 56 pixels: 2 x 2 merged patches, 4 image tokens between start and end
         assert "<|vision_start|>" + "<|image_pad|>" * 4 + "<|vision_end|>Q: What is it?" in text, text
