@@ -91,7 +91,7 @@ def test_an_unsupported_family_is_named(tmp_path):
 
 
 @pytest.mark.parametrize("family", ["qwen2_vl", "smolvlm"])
-def test_a_processor_with_a_video_half_opens_without_torchvision(family, tmp_path, shapes_small):
+def test_a_processor_with_a_video_half_opens_without_torchvision(family, tmp_path, shapes_small, monkeypatch):
     """Where torchvision does not load, a Qwen2-VL or SmolVLM folder still opens with load_vlm: the
     family's own processor class with its image half, the folder's settings (SmolVLM's image tokens per
     image) and chat template, which writes a user's turn around the image as the family's does. Where
@@ -119,6 +119,16 @@ def test_a_processor_with_a_video_half_opens_without_torchvision(family, tmp_pat
         assert "<|vision_start|>" + "<|image_pad|>" * 4 + "<|vision_end|>Q: What is it?" in text, text
     else:  # image_seq_len 1 from processor_config.json: one <image> between the fake tokens
         assert "<fake_token_around_image><global-img><image><fake_token_around_image>Q: What is it?" in text, text
+    # where the image half cannot be built either, one line says why and what to install
+    from illume_rm.vlm import hf
+
+    def fails(folder, family):
+        raise ValueError("no image processor for this folder")
+
+    monkeypatch.setattr(hf, "image_only_processor", fails)
+    with pytest.raises(UserError, match=f"'{family}' model holds a video processor, which needs torchvision, and "
+                                        "its image half alone could not be built \\(no image processor"):
+        load_vlm(folder)
 
 
 def test_lora_targets_that_name_nothing_are_refused(tmp_path):

@@ -88,7 +88,13 @@ class HFVLM(VLM):
             except (OSError, ValueError, KeyError, ImportError) as exc:
                 if not (re.search(r"video ?processor|torchvision", str(exc), re.I) and not _has_torchvision()):
                     raise
-                processor = image_only_processor(Path(path), family)
+                try:
+                    processor = image_only_processor(Path(path), family)
+                except (OSError, ValueError, KeyError, ImportError, TypeError) as half:
+                    raise UserError(f"model checkpoint {path}: the processor of a {family!r} model holds a video "
+                                    "processor, which needs torchvision, and its image half alone could not be "
+                                    f"built ({str(half).splitlines()[0][:200]}); install the torchvision build "
+                                    "that matches your torch") from None
         except (OSError, ValueError, KeyError, ImportError) as exc:
             raise UserError(f"model checkpoint {path}: a {family!r} model cannot be loaded as an image-text-to-text "
                             f"model ({str(exc).splitlines()[0][:200]}); families tested here: "
