@@ -47,6 +47,7 @@ def test_warmup_on_text_only_data(tiny_vlm_path, tmp_path):
                                  "--set", "warmup.steps=2", "--set", "warmup.batch_size=4"])
     assert r.exit_code == 0, r.output
     assert "after" in r.output
+    assert "2 steps of 4, fp32" in r.output  # the default precision, said
 
 
 def test_warmup_steps_on_grounding_questions_under_bf16(tiny_vlm_path, tmp_path):
@@ -77,6 +78,7 @@ def test_warmup_steps_on_grounding_questions_under_bf16(tiny_vlm_path, tmp_path)
     from illume_rm.vlm.base import bf16_native
 
     assert ("no native bfloat16" in r.output) == (not bf16_native(torch.device("cpu"))), r.output
+    assert "steps of 4, bf16 autocast" in r.output
 
 
 def test_unknown_precision_is_refused_before_any_work(tmp_path):

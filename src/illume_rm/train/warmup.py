@@ -214,7 +214,9 @@ def train_warmup(vlm: VLM, train: Sequence[Example], cfg: WarmupConfig, seed: in
     if targets and cfg.align_steps:
         align_projector(vlm, train, steps=cfg.align_steps, seed=seed, log=log)
     model = add_lora(vlm, cfg.lora)
-    log(f"warm-up: {count_trainable(model):,} trainable parameters, {cfg.steps} steps of {cfg.batch_size}")
+    precision = resolve_precision(cfg.precision, vlm.device)
+    log(f"warm-up: {count_trainable(model):,} trainable parameters, {cfg.steps} steps of {cfg.batch_size}, "
+        + ("bf16 autocast" if precision == "bf16" else "fp32"))
     proj = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("projector")]
     rest = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("projector")]
     groups = [{"params": rest, "lr": cfg.lr}, {"params": proj, "lr": cfg.projector_lr}]
