@@ -241,7 +241,7 @@ def train_warmup(vlm: VLM, train: Sequence[Example], cfg: WarmupConfig, seed: in
         return cfg.cell_loss * cell_loss(vlm, vlm.features.get(supervised), gold), len(supervised)
 
     losses = train_steps(vlm, groups, cfg.steps, draw, schedule=cfg.schedule, warmup_steps=cfg.warmup_steps,
-                         precision=cfg.precision, desc="warm-up", extra_loss=per_cell, on_eval=on_eval,
+                         precision=precision, desc="warm-up", extra_loss=per_cell, on_eval=on_eval,
                          eval_every=cfg.eval_every)
     merge_lora(vlm)
     vlm.model.eval()
