@@ -46,8 +46,9 @@ def describe_objects(scene: dict) -> str:
     return ", ".join(f"{o['size']} {o['color']} {o['shape']} {cell_name(o['row'], o['col'])}" for o in objs) + "."
 
 
-def as_text(ex: Example, layout: str = "grid") -> Example:
-    text = (scene_text if layout == "grid" else describe_objects)(ex.meta["scene"])
+def as_text(ex: Example, layout: str = "grid", cell_places: str = "around") -> Example:
+    """grid: laid out as the image tokens are (model.cell_places); objects: describe_objects."""
+    text = scene_text(ex.meta["scene"], cell_places) if layout == "grid" else describe_objects(ex.meta["scene"])
     return dataclasses.replace(ex, image=None, question=f"{text} {ex.question}")
 
 
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     steps = a.steps or round(cfg.steps * (1 - cfg.caption_fraction - cfg.grounding_fraction))
     cfg = dataclasses.replace(cfg, steps=steps, caption_fraction=0.0, grounding_fraction=0.0, eval_every=a.eval_every)
     families = set(a.families.split(",")) if a.families else None
-    train, val = ([as_text(e, a.layout) for e in load_examples(recipe.data, split)
+    train, val = ([as_text(e, a.layout, recipe.model.cell_places) for e in load_examples(recipe.data, split)
                    if families is None or e.meta.get("family") in families] for split in ("train", "val"))
     if not train:
         raise UserError(f"oracle_perception: --families {a.families}: no training question is of these families")

@@ -38,15 +38,17 @@ def _force_words(vlm, choice: list[int]) -> None:
             offset += len(words) + 1
 
 
-def test_image_tokens_of_exact_words_give_the_texts_logits_in_training_and_generate(tiny_grid3, shapes64):
+@pytest.mark.parametrize("cell_places", ["before", "around"])
+def test_image_tokens_of_exact_words_give_the_texts_logits_in_training_and_generate(tiny_grid3, shapes64, cell_places):
     """The plumbing guarantee: an image whose tokens are exactly some words' embeddings is, to the LM,
-    the text of those words (same logits, same loss, same greedy continuation), padded or not."""
+    the text of those words (same logits, same loss, same greedy continuation), padded or not, in
+    either layout of the cells' places."""
     vlm = load_vlm(tiny_grid3)
-    vlm.use_word_tokens(WORDS)
+    vlm.use_word_tokens(WORDS, cell_places)
     _force_words(vlm, [2, 1, 2])  # large red square, in every cell
     image = load_examples(shapes64, "train")[0].image
     places = vlm.processor.image_layout
-    text = ", ".join(f"{p}: large red square" for p in places) + "."
+    text = ", ".join(f"{p}: large red square" + (f" ({p})" if cell_places == "around" else "") for p in places) + "."
     p = vlm.processor
     # the processor's image, placeholders aside, is this text's own tokenisation
     ids = p.image_ids
@@ -226,3 +228,72 @@ def test_vlm_likelihood_reward_scores_by_the_vlms_own_likelihood(tiny_grid3, sha
     assert sum(probs[:12]) / 12 > sum(probs[12:]) / 12 + 0.5  # separable by length alone: learned
     with pytest.raises(UserError, match="warm-up VLM"):
         load_reward(tmp_path / "lk").score(by_id, good[:1])
+
+
+def test_places_around_the_cells_are_the_scenes_text_and_survive_save_and_load(tiny_grid3, shapes64, tmp_path):
+    """cell_places="around": each cell's place before and after its tokens, as the scene's text writes
+    it for the text upper bound; saved with the checkpoint, and a processor saved before the option
+    existed reads as "before"."""
+    from illume_rm.data.shapes import scene_text
+    from illume_rm.evaluate.controls import as_text
+    from illume_rm.vlm.processor import PROCESSOR_FILE, IllumeVLMProcessor
+
+    ex = load_examples(shapes64, "train")[0]
+    text = scene_text(ex.meta["scene"], "around")
+    first = text.split(", ")[0]
+    assert first.startswith("top left: ") and first.endswith(" (top left)") and text.endswith("(bottom right).")
+    assert scene_text(ex.meta["scene"]) == text.replace(" (top left)", "").replace(" (bottom right)", "").replace(
+        " (centre)", "").replace(" (top middle)", "").replace(" (top right)", "").replace(" (middle left)", "").replace(
+        " (middle right)", "").replace(" (bottom left)", "").replace(" (bottom middle)", "")
+    assert as_text(ex, "around").question == f"{text} {ex.question}"
+    vlm = load_vlm(tiny_grid3)
+    vlm.use_word_tokens(WORDS, "around")
+    before = load_vlm(tiny_grid3)
+    before.use_word_tokens(WORDS, "before")
+    assert len(vlm.processor.image_ids) > len(before.processor.image_ids)
+    vlm.save(tmp_path / "ckpt")
+    again = load_vlm(tmp_path / "ckpt")
+    assert again.processor.cell_places == "around" and again.processor.image_ids == vlm.processor.image_ids
+    spec = json.loads((tmp_path / "ckpt" / PROCESSOR_FILE).read_text())
+    del spec["cell_places"]
+    (tmp_path / "ckpt" / PROCESSOR_FILE).write_text(json.dumps(spec))
+    assert IllumeVLMProcessor.from_pretrained(tmp_path / "ckpt").cell_places == "before"
+    with pytest.raises(ValueError, match="cell_places"):
+        vlm.use_word_tokens(WORDS, "sideways")
+
+
+def test_cell_places_before_keeps_old_warmup_keys_and_a_bad_value_is_refused():
+    """Checkpoints warmed up before the option existed were laid out "before": that value leaves the
+    warm-up's key as it was, "around" makes another; a value outside the two is refused by name."""
+    from illume_rm.config import _hashable, load_recipe
+    from illume_rm.errors import UserError
+
+    key = lambda r: r.hash("seed", "data", "model", "warmup")  # noqa: E731
+    before, around = (load_recipe(None, [f"model.cell_places={v}"]) for v in ("before", "around"))
+    assert "cell_places" not in _hashable(before)["model"] and _hashable(around)["model"]["cell_places"] == "around"
+    assert key(before) != key(around)
+    with pytest.raises(UserError, match="cell_places"):
+        load_recipe(None, ["model.cell_places=sideways"])
+
+
+def test_place_layouts_diagnostic_writes_the_models_layouts_and_reports_each(tiny_grid3, capsys):
+    """diagnostics/place_layouts.py: its "before" and "around" texts are the scene text the image tokens
+    stand for, and one short run per layout ends in a table row for each."""
+    import importlib.util
+    from pathlib import Path
+
+    from illume_rm.data.shapes import scene_text
+
+    path = Path(__file__).parent.parent / "diagnostics" / "place_layouts.py"
+    spec = importlib.util.spec_from_file_location("place_layouts", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    data = DataConfig(name="shapes", shapes=ShapesConfig(train=12, val=4, test=2, image_size=64))
+    scene = load_examples(data, "train")[0].meta["scene"]
+    for layout in ("before", "around"):
+        assert mod.render(scene, layout) == scene_text(scene, layout)
+    assert mod.render(scene, "after").split(", ")[0].endswith(" in the top left")
+    mod.main(["--steps", "1", "--set", f"model.base={tiny_grid3}", "--set", "model.image_size=64",
+              "--set", "data.shapes={train: 12, val: 4, test: 2, image_size: 64}", "--set", "warmup.batch_size=4"])
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "| 0 |" in line]
+    assert [line.split(" | ")[0].strip("| ") for line in table] == ["before", "after", "around"]

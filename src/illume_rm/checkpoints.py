@@ -25,7 +25,7 @@ def base_vlm(recipe, path=None, log=print):
             import torch
 
             torch.manual_seed(recipe.seed)  # the fresh projector's start is part of the recipe
-            vlm.use_word_tokens(words)
+            vlm.use_word_tokens(words, recipe.model.cell_places)
         else:
             log(f"note: data '{recipe.data.name}' has no words for image tokens, so they stay projected "
                 "(continuous); set model.visual_words (each slot's words, e.g. [[small, large], "

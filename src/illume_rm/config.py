@@ -39,6 +39,11 @@ class ModelConfig:
     # continuous token per cell through an MLP, as LLaVA does (the LM must learn to read it)
     image_tokens: Literal["words", "projected"] = "words"
     visual_words: list[list[str]] | None = None  # "words": each slot's words (None: the data's vocabulary)
+    # "words": where each cell's place is written. "around" (the default): before and again after its words
+    # ("top left: <words> (top left), ..."), so the LM finds a place from its words as easily as the words
+    # from their place; "before": "top left: <words>, top middle: ..." (the layout until 2026-11-30, which
+    # warm-up caches made before then have: that value keeps their keys). README "Each cell's place"
+    cell_places: Literal["before", "around"] = field(default="around", metadata={"hash_unless": "before"})
     # generation (sampling rationales, answering for evaluation) in fp32, or under bfloat16 autocast; "auto":
     # bf16 where the device runs it natively (a CPU with AMX / AVX512-BF16, a GPU with bf16), else fp32.
     # Training has its own (warmup.precision, finetune.precision). benchmarks/generation_precision.py
@@ -153,7 +158,8 @@ class Recipe:
 
     def hash(self, *sections: str) -> str:
         """A short key of these sections. A field added after keys were first cached (its metadata says
-        ``hash_default: False``) is left out while at its default, so old caches keep their keys."""
+        ``hash_default: False``) is left out while at its default, so old caches keep their keys; one whose
+        default changed (``hash_unless: V``) is left out while it is V, the value the old caches were made with."""
         d = _hashable(self)
         picked = {k: d[k] for k in sections} if sections else d
         return hashlib.sha1(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:12]
@@ -195,6 +201,8 @@ def _hashable(obj: Any) -> Any:
         if f.metadata.get("shapes_cache") is False:  # where it runs or what is measured, not what is trained
             value = default
         if f.metadata.get("hash_default") is False and value == default:
+            continue
+        if "hash_unless" in f.metadata and value == f.metadata["hash_unless"]:  # the value old caches were made with
             continue
         out[f.name] = _hashable(value)
     return out

@@ -133,17 +133,20 @@ def caption(scene: dict) -> str:
     return f"{lead}: {_list(parts)}"
 
 
-def scene_text(scene: dict) -> str:
+def scene_text(scene: dict, cell_places: str = "before") -> str:
     """Every cell of the grid, row by row, its place then what is there: the words the built-in VLM's
-    word-anchored image tokens stand for ("top left: nothing, top middle: small green circle, ...")."""
+    word-anchored image tokens stand for ("top left: nothing, top middle: small green circle, ...", or
+    with ``cell_places="around"`` the place after the words too, as the processor lays them out)."""
+    from ..vlm.processor import cell_text
+
     cells = {(o["row"], o["col"]): o for o in scene["objects"]}
-    parts = []
+    places, words = [], []
     for row in range(3):
         for col in range(3):
             o = cells.get((row, col))
-            place = place_phrase(row, col).removeprefix("in the ")
-            parts.append(f"{place}: " + (f"{o['size']} {o['color']} {o['shape']}" if o else "nothing"))
-    return ", ".join(parts) + "."
+            places.append(place_phrase(row, col).removeprefix("in the "))
+            words.append(f"{o['size']} {o['color']} {o['shape']}" if o else "nothing")
+    return cell_text(places, words, cell_places)
 
 
 def grounding(scene: dict) -> list[list[str]]:

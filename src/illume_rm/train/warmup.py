@@ -195,7 +195,8 @@ def text_upper_bound(vlm: VLM, train: Sequence[Example], val: Sequence[Example],
     steps = max(1, round(cfg.steps * (1 - cfg.caption_fraction - cfg.grounding_fraction)))
     text_cfg = replace(cfg, steps=steps, caption_fraction=0.0, grounding_fraction=0.0, eval_every=None,
                        align_steps=0, cell_loss=0.0)
-    text_train, text_val = [as_text(e) for e in train], [as_text(e) for e in val]
+    places = getattr(getattr(vlm, "processor", None), "cell_places", "before")  # as the image tokens are laid out
+    text_train, text_val = [as_text(e, places) for e in train], [as_text(e, places) for e in val]
     t = time.time()
     train_warmup(vlm, text_train, text_cfg, seed, log)
     return {"steps": steps, "after": evaluate_answers(vlm, text_val), "train_seconds": time.time() - t}

@@ -130,11 +130,15 @@ class BuiltinVLM(VLM):
         model.eval()
         return cls(model, IllumeVLMProcessor.from_pretrained(path), device, str(path))
 
-    def use_word_tokens(self, words: list[list[str]]) -> None:
+    def use_word_tokens(self, words: list[list[str]], cell_places: str = "around") -> None:
         """Word-anchored image tokens (see ``IllumeVLMConfig.token_kind``): each grid cell becomes one
-        token per slot of ``words``, written after its place in words ("top left: ...")."""
+        token per slot of ``words``, written after its place in words ("top left: ..."), and with
+        ``cell_places="around"`` before it again ("top left: ... (top left)")."""
         from .modeling import grid_place
+        from .processor import CELL_PLACES
 
+        if cell_places not in CELL_PLACES:
+            raise ValueError(f"cell_places must be one of {', '.join(CELL_PLACES)}, not {cell_places!r}")
         tok = self.processor.tokenizer
         ids = [[tok(" " + w, add_special_tokens=False)["input_ids"] for w in slot] for slot in words]
         self.model.use_word_tokens(words, ids)
@@ -142,7 +146,8 @@ class BuiltinVLM(VLM):
         p = self.processor
         p.image_tokens = self.model.config.image_tokens
         p.image_layout = [grid_place(r, c, n) for r in range(n) for c in range(n)]
-        p.max_length = max(p.max_length, 192)  # the image is now ~7 tokens a cell
+        p.cell_places = cell_places
+        p.max_length = max(p.max_length, 192 if cell_places == "before" else 224)  # ~7 (10 around) tokens a cell
         p.image_ids = p._image_ids()
 
     @torch.no_grad()

@@ -5,7 +5,9 @@ its placeholders alone, or, with an ``image_layout`` (word-anchored tokens),
 each grid cell's place in words before its placeholders, as text:
 ``top left: <img><img><img>, top middle: <img><img><img>, ... bottom right: <img><img><img>.``
 (as Idefics3 writes ``<row_1_col_1>`` before each tile), so the tokens read
-like the text "top left: small red circle, top middle: nothing, ...".
+like the text "top left: small red circle, top middle: nothing, ..."; with
+``cell_places="around"`` the place is written after the tokens too
+("top left: <img><img><img> (top left), ..."; ``cell_text``).
 Padding goes on one side of the *whole* sequence (right for training, left
 for generation), so positions derived from the attention mask agree in
 training and in ``generate``. Labels are built explicitly: SmolLM2's pad
@@ -27,7 +29,16 @@ from ..errors import UserError
 PROCESSOR_FILE = "illume_processor.json"
 
 
+# where the layout writes each cell's place: before its tokens, or before and after them (cell_text)
+CELL_PLACES = ("before", "around")
 IMAGE_MARK = "<image>"  # where a rendered chat puts the image (never tokenized: split on before encoding)
+
+
+def cell_text(places: list[str], words: list[str], cell_places: str = "before") -> str:
+    """The text an image's tokens stand for, each cell's place and words as the processor lays them out
+    ("top left: small red circle, ..." or, around, "top left: small red circle (top left), ...")."""
+    after = (lambda p: f" ({p})") if cell_places == "around" else (lambda p: "")
+    return ", ".join(f"{p}: {w}{after(p)}" for p, w in zip(places, words)) + "."
 
 
 class IllumeVLMProcessor(ProcessorMixin):
@@ -38,13 +49,17 @@ class IllumeVLMProcessor(ProcessorMixin):
     the image mark becoming the image's tokens."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, image_size: int, image_tokens: int,
-                 image_token_id: int, max_length: int = 128, image_layout: list[str] | None = None):
+                 image_token_id: int, max_length: int = 128, image_layout: list[str] | None = None,
+                 cell_places: str = "before"):
         super().__init__(tokenizer)
         self.image_size = image_size
         self.image_tokens = image_tokens
         self.image_token_id = image_token_id
         self.max_length = max_length
         self.image_layout = list(image_layout) if image_layout else None
+        if cell_places not in CELL_PLACES:
+            raise ValueError(f"cell_places must be one of {', '.join(CELL_PLACES)}, not {cell_places!r}")
+        self.cell_places = cell_places
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.image_ids = self._image_ids()
@@ -60,7 +75,7 @@ class IllumeVLMProcessor(ProcessorMixin):
         last = len(self.image_layout) - 1
         for i, place in enumerate(self.image_layout):
             ids += self.encode(("" if i == 0 else " ") + place + ":") + [self.image_token_id] * per_cell
-            ids += self.encode("." if i == last else ",")
+            ids += self.encode((f" ({place})" if self.cell_places == "around" else "") + ("." if i == last else ","))
         return ids
 
     @property
@@ -202,7 +217,7 @@ class IllumeVLMProcessor(ProcessorMixin):
         (path / PROCESSOR_FILE).write_text(json.dumps({
             "image_size": self.image_size, "image_tokens": self.image_tokens,
             "image_token_id": self.image_token_id, "max_length": self.max_length,
-            "image_layout": self.image_layout}, indent=2))
+            "image_layout": self.image_layout, "cell_places": self.cell_places}, indent=2))
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "IllumeVLMProcessor":
