@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import sys
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from illume_rm.errors import UserError
+from illume_rm.errors import UserError, run_script
 from illume_rm.records import Candidate, Judgement, read_jsonl
 
 
@@ -62,8 +61,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+    run_script(main)

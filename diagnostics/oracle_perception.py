@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import tempfile
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from illume_rm.config import load_recipe
 from illume_rm.data import load_examples
 from illume_rm.data.scene import place_phrase
 from illume_rm.data.shapes import scene_text
-from illume_rm.errors import UserError
+from illume_rm.errors import UserError, run_script
 from illume_rm.records import Example
 from illume_rm.train.warmup import format_table, run_warmup
 
@@ -86,8 +85,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserError as exc:  # bad input: one line, exit status 2, as the CLI does
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+    run_script(main)

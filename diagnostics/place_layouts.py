@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
 from collections import Counter
 
 from illume_rm.checkpoints import base_vlm
 from illume_rm.config import load_recipe
 from illume_rm.data import load_examples
-from illume_rm.data.scene import place_phrase
-from illume_rm.errors import UserError
+from illume_rm.data.shapes import scene_cells
+from illume_rm.errors import UserError, run_script
 from illume_rm.evaluate.accuracy import normalize
 from illume_rm.evaluate.controls import grounding_items
 from illume_rm.train.lora import add_lora, merge_lora
@@ -41,13 +40,7 @@ LAYOUTS = ("before", "after", "around")
 
 
 def render(scene: dict, layout: str) -> str:
-    cells = {(o["row"], o["col"]): o for o in scene["objects"]}
-    places, words = [], []
-    for row in range(3):
-        for col in range(3):
-            o = cells.get((row, col))
-            places.append(place_phrase(row, col).removeprefix("in the "))
-            words.append(f"{o['size']} {o['color']} {o['shape']}" if o else "nothing")
+    places, words = scene_cells(scene)
     if layout == "after":
         return ", ".join(f"{w} in the {p}" for p, w in zip(places, words)) + "."
     return cell_text(places, words, layout)
@@ -118,8 +111,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserError as exc:  # bad input: one line, exit status 2, as the CLI does
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+    run_script(main)

@@ -16,3 +16,15 @@ class Pending(UserError):
 
 class MissingDependency(UserError):
     """A shipped-weights package or an optional tool is not installed."""
+
+
+def run_script(main) -> None:
+    """Run a script's ``main()`` as the CLI runs a command: a UserError is one line on stderr and its
+    exit status (2), not a traceback (the diagnostics' ``__main__``)."""
+    import sys
+
+    try:
+        main()
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)

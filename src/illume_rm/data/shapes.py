@@ -133,12 +133,9 @@ def caption(scene: dict) -> str:
     return f"{lead}: {_list(parts)}"
 
 
-def scene_text(scene: dict, cell_places: str = "before") -> str:
-    """Every cell of the grid, row by row, its place then what is there: the words the built-in VLM's
-    word-anchored image tokens stand for ("top left: nothing, top middle: small green circle, ...", or
-    with ``cell_places="around"`` the place after the words too, as the processor lays them out)."""
-    from ..vlm.processor import cell_text
-
+def scene_cells(scene: dict) -> tuple[list[str], list[str]]:
+    """Every cell of the grid, row by row: its place ("top left") and what is there ("small green
+    circle", or "nothing")."""
     cells = {(o["row"], o["col"]): o for o in scene["objects"]}
     places, words = [], []
     for row in range(3):
@@ -146,7 +143,16 @@ def scene_text(scene: dict, cell_places: str = "before") -> str:
             o = cells.get((row, col))
             places.append(place_phrase(row, col).removeprefix("in the "))
             words.append(f"{o['size']} {o['color']} {o['shape']}" if o else "nothing")
-    return cell_text(places, words, cell_places)
+    return places, words
+
+
+def scene_text(scene: dict, cell_places: str = "before") -> str:
+    """Every cell of the grid, row by row, its place then what is there: the words the built-in VLM's
+    word-anchored image tokens stand for ("top left: nothing, top middle: small green circle, ...", or
+    with ``cell_places="around"`` the place after the words too, as the processor lays them out)."""
+    from ..vlm.processor import cell_text
+
+    return cell_text(*scene_cells(scene), cell_places)
 
 
 def grounding(scene: dict) -> list[list[str]]:
