@@ -134,6 +134,18 @@ def test_a_run_folder_belongs_to_one_warm_up_checkpoint(recipe, tmp_path):
     Run(r, tmp_path / "run", tmp_path / "warm-a").prepare()  # the same start: resumes
     with pytest.raises(UserError, match="another warm-up checkpoint"):
         Run(r, tmp_path / "run", tmp_path / "warm-b").prepare()
+    # a run started before model.cell_places existed (its recipe.yaml lacks the key) was laid out
+    # "before": it continues with that layout and is refused with today's default
+    import yaml
+
+    old = tmp_path / "old-run"
+    Run(load_recipe(str(recipe), ["model.cell_places=before"]), old, tmp_path / "warm-a").prepare()
+    saved = yaml.safe_load((old / "recipe.yaml").read_text())
+    assert saved["model"].pop("cell_places") == "before"
+    (old / "recipe.yaml").write_text(yaml.safe_dump(saved))
+    Run(load_recipe(str(recipe), ["model.cell_places=before"]), old, tmp_path / "warm-a").prepare()
+    with pytest.raises(UserError, match="another recipe"):
+        Run(load_recipe(str(recipe), ["model.cell_places=around"]), old, tmp_path / "warm-a").prepare()
     # results from a version that did not record its warm-up start are not taken as this start's
     (tmp_path / "run" / "warm-up.txt").unlink()
     (tmp_path / "run" / "iter-000").mkdir()

@@ -55,6 +55,17 @@ def _compared(recipe: Recipe) -> dict:
     return d
 
 
+def _started_recipe(path: Path) -> Recipe:
+    """A run folder's recipe.yaml, as the run was started: one written before ``model.cell_places``
+    existed (its resolved model section lacks the key) was laid out ``before``, not today's default."""
+    import yaml
+
+    raw = yaml.safe_load(path.read_text()) or {}
+    model = raw.get("model") if isinstance(raw, dict) else None
+    old = isinstance(model, dict) and "image_tokens" in model and "cell_places" not in model
+    return load_recipe(str(path), ["model.cell_places=before"] if old else [])
+
+
 class Run:
     def __init__(self, recipe: Recipe, folder: str | Path, warm_checkpoint: Path, log: Log = print):
         self.recipe, self.dir, self.warm, self.log = recipe, Path(folder), Path(warm_checkpoint), log
@@ -91,7 +102,7 @@ class Run:
             self.log(f"removed {len(stale)} half-written file(s) a stopped run left in {self.dir}")
         existing = self.dir / "recipe.yaml"
         # compared as resolved recipes, so a field added since (with its default) is no difference
-        if existing.exists() and _compared(load_recipe(str(existing))) != _compared(self.recipe):
+        if existing.exists() and _compared(_started_recipe(existing)) != _compared(self.recipe):
             raise UserError(f"{self.dir} was started with another recipe ({existing}); "
                             "rerun with that recipe, or choose a new run folder")
         # the same recipe from another warm-up checkpoint (a new version of the warm-up) is another run
