@@ -45,7 +45,7 @@ def describe_objects(scene: dict) -> str:
     return ", ".join(f"{o['size']} {o['color']} {o['shape']} {cell_name(o['row'], o['col'])}" for o in objs) + "."
 
 
-def as_text(ex: Example, layout: str = "grid", cell_places: str = "around") -> Example:
+def as_text(ex: Example, layout: str, cell_places: str) -> Example:
     """grid: laid out as the image tokens are (model.cell_places); objects: describe_objects."""
     text = scene_text(ex.meta["scene"], cell_places) if layout == "grid" else describe_objects(ex.meta["scene"])
     return dataclasses.replace(ex, image=None, question=f"{text} {ex.question}")

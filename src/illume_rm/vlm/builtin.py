@@ -133,12 +133,11 @@ class BuiltinVLM(VLM):
     def use_word_tokens(self, words: list[list[str]], cell_places: str = "around") -> None:
         """Word-anchored image tokens (see ``IllumeVLMConfig.token_kind``): each grid cell becomes one
         token per slot of ``words``, written after its place in words ("top left: ..."), and with
-        ``cell_places="around"`` before it again ("top left: ... (top left)")."""
+        ``cell_places="around"`` followed by its place again ("top left: ... (top left)")."""
         from .modeling import grid_place
-        from .processor import CELL_PLACES
+        from .processor import check_cell_places
 
-        if cell_places not in CELL_PLACES:
-            raise ValueError(f"cell_places must be one of {', '.join(CELL_PLACES)}, not {cell_places!r}")
+        check_cell_places(cell_places)
         tok = self.processor.tokenizer
         ids = [[tok(" " + w, add_special_tokens=False)["input_ids"] for w in slot] for slot in words]
         self.model.use_word_tokens(words, ids)

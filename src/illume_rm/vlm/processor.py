@@ -31,6 +31,12 @@ PROCESSOR_FILE = "illume_processor.json"
 
 # where the layout writes each cell's place: before its tokens, or before and after them (cell_text)
 CELL_PLACES = ("before", "around")
+
+
+def check_cell_places(value: str) -> str:
+    if value not in CELL_PLACES:
+        raise ValueError(f"cell_places must be one of {', '.join(CELL_PLACES)}, not {value!r}")
+    return value
 IMAGE_MARK = "<image>"  # where a rendered chat puts the image (never tokenized: split on before encoding)
 
 
@@ -57,9 +63,7 @@ class IllumeVLMProcessor(ProcessorMixin):
         self.image_token_id = image_token_id
         self.max_length = max_length
         self.image_layout = list(image_layout) if image_layout else None
-        if cell_places not in CELL_PLACES:
-            raise ValueError(f"cell_places must be one of {', '.join(CELL_PLACES)}, not {cell_places!r}")
-        self.cell_places = cell_places
+        self.cell_places = check_cell_places(cell_places)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.image_ids = self._image_ids()
