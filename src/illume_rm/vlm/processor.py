@@ -31,13 +31,14 @@ PROCESSOR_FILE = "illume_processor.json"
 
 # where the layout writes each cell's place: before its tokens, or before and after them (cell_text)
 CELL_PLACES = ("before", "around")
+IMAGE_MARK = "<image>"  # where a rendered chat puts the image (never tokenized: split on before encoding)
 
 
 def check_cell_places(value: str) -> str:
+    """``value`` if it is one of CELL_PLACES, else a ValueError naming them."""
     if value not in CELL_PLACES:
         raise ValueError(f"cell_places must be one of {', '.join(CELL_PLACES)}, not {value!r}")
     return value
-IMAGE_MARK = "<image>"  # where a rendered chat puts the image (never tokenized: split on before encoding)
 
 
 def cell_text(places: list[str], words: list[str], cell_places: str = "before") -> str:
