@@ -110,6 +110,7 @@ def test_a_sweep_runs_its_cells_shares_the_base_and_reports_intervals(sweep_reci
     assert "| reward-cross-encoder-b0.5 | 2 |" in report and "±" in report
     assert "| reward-cross-encoder-b0.5 - length_scorer_alternate | grounded |" in report
     assert "| length_scorer_alternate - answer-only | accuracy |" in report
+    assert "| reward-cross-encoder-b0.5 - answer-only | grounded |" in report  # reward feedback against none
     assert "ROC-AUC" in report and (out / "sweep.png").exists()
     # a rerun runs nothing again; --list says every cell is complete
     done = out / names[1] / "iter-000" / "metrics.json"
