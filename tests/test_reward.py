@@ -11,7 +11,8 @@ from illume_rm.errors import UserError
 from illume_rm.data.shapes import ShapesConfig, generate
 from illume_rm.records import Candidate, Judgement, read_jsonl, write_jsonl
 from illume_rm.reward import RewardConfig, load_reward, train_reward
-from illume_rm.reward.evaluation import agreement, threshold_for_precision
+from illume_rm.reward.evaluation import ABSTAIN, agreement, threshold_for_precision
+from illume_rm.selectors.base import Rule
 
 sys.path.insert(0, str(Path(__file__).parent / "plugins"))
 
@@ -35,6 +36,32 @@ def test_agreement_metrics_and_threshold():
     assert m["accuracy"] == pytest.approx(0.6) and m["roc_auc"] == pytest.approx(5 / 6)
     assert set(m) >= {"f1", "kappa", "precision", "recall"}
     assert threshold_for_precision(labels, probs, 1.0) == 0.8  # the lowest threshold with precision 1
+
+
+def test_threshold_abstains_where_no_threshold_reaches_the_target_precision():
+    # the most likely is false: precision 0/1, 1/2, 1/3, 2/4 at the four thresholds, never 0.9
+    labels, probs = [False, True, False, True], [0.9, 0.8, 0.7, 0.6]
+    t = threshold_for_precision(labels, probs, 0.9)
+    assert t == ABSTAIN and t > 1.0  # not 0.5, which accepted half of them at precision 0.5
+    assert agreement(labels, probs, t)["recall"] == 0.0
+    assert Rule("threshold", threshold=t).apply([1.0, 0.99, 0.5], [None] * 3)[0] == [False, False, False]
+    assert threshold_for_precision([False, False], [0.9, 0.1], 0.9) == ABSTAIN  # no positives
+    assert threshold_for_precision(labels, probs, 0.5) == 0.6  # a reachable target keeps the lowest threshold
+
+
+def test_a_reward_model_that_cannot_reach_the_target_precision_accepts_nothing(tmp_path):
+    # every rationale judged twice, once accepted and once not: no threshold's precision exceeds 0.5
+    examples, rows = judged_rows(12)
+    twins = [(ex, c, not y) for ex, c, y in rows]
+    lines = []
+    report = train_reward(rows + twins, RewardConfig(epochs=1, batch_size=8, lr=1e-4, target_precision=0.9),
+                          tmp_path / "rm", log=lines.append)
+    assert report["abstains"] and report["threshold"] == ABSTAIN
+    assert any("accepts nothing" in line and "target_precision" in line for line in lines)
+    scorer = load_reward(tmp_path / "rm")
+    assert scorer.threshold == ABSTAIN
+    probs = scorer.score({ex.id: ex for ex in examples}, [c for _, c, _ in rows])
+    assert not any(p >= scorer.threshold for p in probs)
 
 
 def test_cross_encoder_learns_to_prefer_accepted_rationales(tmp_path):

@@ -3,6 +3,7 @@ F1, Cohen's kappa, ROC-AUC; scikit-learn's implementations), the acceptance thre
 target precision, and scoring the judgements a model never saw."""
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -34,18 +35,27 @@ def seed_agreement(report: dict) -> tuple[str, dict | None]:
     return "held-out", report.get("heldout")
 
 
+# above every probability: a reward model with this threshold accepts nothing
+ABSTAIN = math.nextafter(1.0, 2.0)
+
+
 def threshold_for_precision(labels: Sequence[bool], probs: Sequence[float], target: float) -> float:
     """The lowest threshold whose precision on these judgements reaches ``target`` (most recall at
-    that precision); 0.5 when none does or there are no positives."""
+    that precision). When none does (or there are no positives), ``ABSTAIN``: the model accepts
+    nothing, rather than accept at a precision below the one asked for.
+
+    Measured (budget sweep cells, vlm-likelihood, 5 folds): where no threshold reached 0.9 on the
+    seed's out-of-fold scores, the old fallback of 0.5 accepted 152-196 unseen rationales at
+    precision 0.36-0.42 against the oracle, and the best-precision threshold 35-72 at 0.60-0.71."""
     from sklearn.metrics import precision_recall_curve
 
     y = np.asarray(labels, dtype=int)
     p = np.asarray(probs, dtype=float)
     if y.sum() == 0:
-        return 0.5
+        return ABSTAIN
     precision, _, thresholds = precision_recall_curve(y, p)
     ok = np.nonzero(precision[:-1] >= target)[0]  # the last point (precision 1, recall 0) has no threshold
-    return float(thresholds[ok].min()) if len(ok) else 0.5
+    return float(thresholds[ok].min()) if len(ok) else ABSTAIN
 
 
 def score_unseen(scorer, examples, rows: list) -> dict:

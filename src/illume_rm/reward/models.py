@@ -52,7 +52,7 @@ class RewardConfig:
     head_lr: float = 1e-3
     max_length: int = 96
     heldout_fraction: float = 0.25     # share of judged examples held out for agreement and the threshold
-    target_precision: float = 0.9      # the acceptance threshold is the lowest reaching this on held-out
+    target_precision: float = 0.9      # the threshold: the lowest reaching this on held-out (none: accepts nothing)
     # > 1: the threshold (and the agreement reported) from k-fold out-of-fold scores on every judgement
     # (folds by example), and the model trained on all of them; heldout_fraction is then unused
     threshold_folds: int = field(default=0, metadata={"hash_default": 0})

@@ -12,7 +12,7 @@ import torch
 
 from ..errors import UserError
 from ..records import Candidate, Example, write_json
-from .evaluation import agreement, threshold_for_precision
+from .evaluation import ABSTAIN, agreement, threshold_for_precision
 from .models import CLASSES, KINDS, RewardConfig
 
 
@@ -107,6 +107,12 @@ def train_reward(rows: list, cfg: RewardConfig, out: str | Path, vlm=None, log=p
         report["threshold"] = model.threshold
         report["heldout"] = agreement(labels, probs, model.threshold)
         report["heldout_at_0.5"] = agreement(labels, probs, 0.5)
+    if report["threshold"] == ABSTAIN:
+        report["abstains"] = True
+        log(f"warning: no threshold reaches precision {cfg.target_precision} on the "
+            f"{'out-of-fold scores' if folds else 'held-out judgements'} of these {len(rows)} judgements, so this "
+            "reward model accepts nothing (threshold above 1); give it more judgements "
+            "(selector.seed_judgements) or a lower target (selector.reward.target_precision)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.save(out)
