@@ -162,6 +162,8 @@ def test_place_words_and_settings_added_later_keep_old_cache_keys(tiny_vlm_path)
     plain = load_recipe(None, [f"model.base={tiny_vlm_path}"])
     assert plain.hash("warmup") == load_recipe(None, ["warmup.schedule=cosine"]).hash("warmup")
     assert plain.hash("warmup") != load_recipe(None, ["warmup.schedule=constant"]).hash("warmup")
+    assert plain.hash("warmup") == load_recipe(None, ["warmup.items_per_image=1"]).hash("warmup")
+    assert plain.hash("warmup") != load_recipe(None, ["warmup.items_per_image=4"]).hash("warmup")
 
 
 def test_family_weights_for_a_family_the_data_lacks_are_refused_before_any_work(tiny_vlm_path, tmp_path):
@@ -208,3 +210,45 @@ def test_precision_auto_is_bf16_only_where_the_device_runs_it_natively(monkeypat
                                  log=seen.append) == folders[picked]
         assert "found" in seen[0] and len(trained) == (1 if picked == "fp32" else 2)
     assert folders["fp32"] != folders["bf16"]
+
+
+def test_draws_by_image_take_up_to_k_items_of_each_image_drawn():
+    import collections
+    import random
+
+    from illume_rm.train.warmup import sample_by_image
+
+    pool = [(f"img{i}", f"q{j}", " a") for i in range(20) for j in range(i % 5 + 1)]  # 1 to 5 items an image
+    pool += [(None, f"text{i}", " a") for i in range(6)]  # without an image: each its own group
+    rng, seen = random.Random(0), collections.Counter()
+    for _ in range(200):
+        batch = sample_by_image(rng, pool, 3, 12)
+        assert len(batch) == 12 and len(set(batch)) == 12  # full, and no item twice
+        per_image = collections.Counter(img for img, _, _ in batch if img is not None)
+        assert max(per_image.values()) <= 3
+        # each image drawn gives all its items, up to 3 (only the last one drawn may give fewer)
+        short = [img for img, n in per_image.items() if n < min(3, int(img[3:]) % 5 + 1)]
+        assert len(short) <= 1
+        assert sum(1 for img, _, _ in batch if img is None) <= 12
+        seen.update(img for img, _, _ in batch)
+    assert len(seen) == 21  # every image and the imageless items are drawn at times
+    assert len(sample_by_image(rng, pool[:4], 3, 12)) == 4  # a pool smaller than the batch: all of it
+
+
+def test_items_per_image_draws_and_shares_and_is_checked(tiny_vlm_path, tmp_path):
+    """warmup.items_per_image: a recipe setting (0 and a combination with family_weights refused
+    before any work, exit 2); with 2 the warm-up trains with each image's items together and its
+    tokens read once, and warmup.json says so."""
+    base = ["warmup", "--set", f"model.base={tiny_vlm_path}", "--set", "model.image_size=64",
+            "--set", "data.shapes={train: 12, val: 4, test: 2, image_size: 64}"]
+    r = CliRunner().invoke(cli, base + ["--set", "warmup.items_per_image=0", "--out", str(tmp_path / "a")])
+    assert r.exit_code == 2 and "warmup.items_per_image: at least 1, got 0" in r.output
+    r = CliRunner().invoke(cli, base + ["--set", "warmup.items_per_image=2", "--set",
+                                        "warmup.family_weights={count: 2}", "--out", str(tmp_path / "a")])
+    assert r.exit_code == 2 and "cannot be combined" in r.output and not (tmp_path / "a").exists()
+    r = CliRunner().invoke(cli, base + ["--set", "warmup.items_per_image=2", "--set", "warmup.steps=3", "--set",
+                                        "warmup.batch_size=4", "--set", "warmup.grounding_fraction=0.5",
+                                        "--set", "warmup.caption_fraction=0.2", "--out", str(tmp_path / "a")])
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "a" / "warmup.json").read_text())
+    assert report["config"]["items_per_image"] == 2 and len(report["losses"]) == 3

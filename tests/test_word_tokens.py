@@ -72,6 +72,61 @@ def test_image_tokens_of_exact_words_give_the_texts_logits_in_training_and_gener
     assert vlm.generate(gen, max_new_tokens=6) == vlm.generate(gen_text, max_new_tokens=6)
 
 
+@pytest.mark.parametrize("cell_places", ["before", "around"])
+def test_reading_each_image_once_gives_the_whole_rows_losses_and_gradients(tiny_grid3, shapes64, cell_places):
+    """With ``share_images`` a batch with images repeated (out of order, prompts and targets of
+    different lengths, per-item weights) reads each image's block once and shares its keys and
+    values: the loss, every trainable gradient (LoRA, and the projector's, which flows back through
+    the shared keys and values) and the targets' log-probabilities are those of the whole rows."""
+    from illume_rm.train.lora import LoraConfig, add_lora
+
+    vlm = load_vlm(tiny_grid3)
+    vlm.use_word_tokens(WORDS, cell_places)
+    exs = load_examples(shapes64, "train")
+    a, b, c = exs[0].image, exs[3].image, exs[6].image
+    assert len({a, b, c}) == 3
+    items = [(a, "Q: What is in the top left? A:", " a large red square"), (b, "Q: short? A:", " no"),
+             (a, "Q: a much longer question about this image, is it? A:", " yes"), (c, "Q: x? A:", " nothing at all"),
+             (b, "Q: y? A:", " two"), (a, "Q: z? A:", " blue, seeing that it is")]
+    weights = [1.0, 2.0, 1.0, 0.5, 1.0, 3.0]
+    model = add_lora(vlm, LoraConfig(r=4, alpha=8))
+    torch.manual_seed(0)
+    with torch.no_grad():  # adapters' B away from 0, so that their A matrices get gradients too
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    model.train()
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+    def run(share: bool):
+        vlm.share_images = share
+        if share:  # the batch is read image by image (the path under test)
+            assert vlm._shared_image_inputs(items) is not None
+        for _, p in params:
+            p.grad = None
+        loss = vlm.loss(items, weights)
+        loss.backward()
+        with torch.no_grad():
+            logprobs = vlm.target_logprobs(items)
+        return loss.detach(), {n: p.grad.clone() for n, p in params if p.grad is not None}, logprobs
+
+    whole, shared = run(False), run(True)
+    vlm.share_images = False
+    assert torch.allclose(shared[0], whole[0], atol=1e-6)
+    assert set(shared[1]) == set(whole[1])
+    assert any(n.startswith("projector") and g.abs().sum() > 0 for n, g in whole[1].items())
+    assert any("lora_A" in n and g.abs().sum() > 0 for n, g in whole[1].items())
+    for n, g in whole[1].items():
+        assert torch.allclose(shared[1][n], g, atol=1e-6, rtol=1e-4), n
+    assert shared[2] == pytest.approx(whole[2], abs=1e-4)
+    # nothing to share (every image once), a row without an image, or a row labelled from its first
+    # token after the image: the whole rows are read
+    vlm.share_images = True
+    assert vlm._shared_image_inputs(items[:2]) is None
+    assert vlm._shared_image_inputs(items + [(None, "Q: text? A:", " yes")]) is None
+    assert vlm._shared_image_inputs(items + [(a, "", " a target right after the image")]) is None
+
+
 def test_scene_graph_words_per_cell_and_the_projector_learns_them(tiny_grid3, shapes64):
     from illume_rm.train.align import align_projector, cell_accuracy, cell_targets
 

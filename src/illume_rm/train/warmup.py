@@ -68,8 +68,19 @@ class WarmupConfig:
     # grounding steps: per image, ask "What is in <cell>?" of as many empty cells as occupied ones (not of
     # every empty cell), so that "nothing" is not the safe answer
     balance_grounding: bool = True
+    # answer-only and grounding steps draw this many items about each image they draw (batch_size /
+    # items_per_image images a step, as multi-turn instruction data puts several questions about one
+    # image in a sequence), and the built-in VLM reads each image's tokens once for all of them
+    # (VLM.share_images): such a step costs less, about by the share of each row that is image.
+    # 1: each item its own image, the draws of every checkpoint trained before 2026-12-01
+    items_per_image: int = field(default=1, metadata={"hash_default": False})
 
     def __post_init__(self):
+        if self.items_per_image < 1:
+            raise UserError(f"warmup.items_per_image: at least 1, got {self.items_per_image}")
+        if self.items_per_image > 1 and self.family_weights:
+            raise UserError("warmup.family_weights and warmup.items_per_image > 1 cannot be combined (the "
+                            "weights are per question, the draws per image): set one of them")
         if self.family_weights and any(w < 0 for w in self.family_weights.values()):
             raise UserError(f"warmup.family_weights: weights must be 0 or more, got {self.family_weights}")
         shares = {"caption_fraction": self.caption_fraction, "grounding_fraction": self.grounding_fraction}
@@ -126,6 +137,22 @@ def weighted_sample(rng: random.Random, pool: Sequence, weights: Sequence[float]
     """k distinct items drawn with probability proportional to weight (fewer if fewer have weight)."""
     keyed = sorted(((rng.random() ** (1.0 / w), i) for i, w in enumerate(weights) if w > 0), reverse=True)
     return [pool[i] for _, i in keyed[:k]]
+
+
+def sample_by_image(rng: random.Random, pool: Sequence[Item], k: int, n: int) -> list[Item]:
+    """n items of ``pool``, up to k about each image drawn: images at random without replacement, then
+    up to k of each image's items at random, until there are n (fewer if the pool has fewer). An item
+    without an image is its own group."""
+    by_image: dict = {}
+    for i, item in enumerate(pool):
+        by_image.setdefault(item[0] if item[0] is not None else ("no image", i), []).append(item)
+    out: list[Item] = []
+    for image in rng.sample(list(by_image), len(by_image)):
+        if len(out) >= n:
+            break
+        items = by_image[image]
+        out += rng.sample(items, min(k, len(items), n - len(out)))
+    return out
 
 
 def evaluate_answers(vlm: VLM, val: Sequence[Example]) -> dict[str, float]:
@@ -194,7 +221,7 @@ def text_upper_bound(vlm: VLM, train: Sequence[Example], val: Sequence[Example],
     ``vlm`` must be the base model (trained in place)."""
     steps = max(1, round(cfg.steps * (1 - cfg.caption_fraction - cfg.grounding_fraction)))
     text_cfg = replace(cfg, steps=steps, caption_fraction=0.0, grounding_fraction=0.0, eval_every=None,
-                       align_steps=0, cell_loss=0.0)
+                       align_steps=0, cell_loss=0.0, items_per_image=1)  # no image to share
     places = getattr(getattr(vlm, "processor", None), "cell_places", "before")  # as the image tokens are laid out
     text_train, text_val = [as_text(e, places) for e in train], [as_text(e, places) for e in val]
     t = time.time()
@@ -232,6 +259,8 @@ def train_warmup(vlm: VLM, train: Sequence[Example], cfg: WarmupConfig, seed: in
             pool = answers
         if pool is answers and answer_weights is not None:
             return weighted_sample(rng, answers, answer_weights, cfg.batch_size), None
+        if cfg.items_per_image > 1 and pool is not captions:
+            return sample_by_image(rng, pool, cfg.items_per_image, cfg.batch_size), None
         return rng.sample(pool, min(cfg.batch_size, len(pool))), None
 
     def per_cell(batch):
@@ -241,9 +270,13 @@ def train_warmup(vlm: VLM, train: Sequence[Example], cfg: WarmupConfig, seed: in
         gold = torch.stack([targets[img] for img in supervised])
         return cfg.cell_loss * cell_loss(vlm, vlm.features.get(supervised), gold), len(supervised)
 
-    losses = train_steps(vlm, groups, cfg.steps, draw, schedule=cfg.schedule, warmup_steps=cfg.warmup_steps,
-                         precision=precision, desc="warm-up", extra_loss=per_cell, on_eval=on_eval,
-                         eval_every=cfg.eval_every)
+    vlm.share_images = cfg.items_per_image > 1
+    try:
+        losses = train_steps(vlm, groups, cfg.steps, draw, schedule=cfg.schedule, warmup_steps=cfg.warmup_steps,
+                             precision=precision, desc="warm-up", extra_loss=per_cell, on_eval=on_eval,
+                             eval_every=cfg.eval_every)
+    finally:
+        vlm.share_images = False
     merge_lora(vlm)
     vlm.model.eval()
     return losses

@@ -60,6 +60,11 @@ class VLM(abc.ABC):
         """The autocast context generation runs in (a no-op for fp32)."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.inference_precision == "bf16")
 
+    # where several items of a batch are about one image, read its tokens once for all of them (the
+    # built-in VLM; the same losses up to float rounding, so off unless a recipe asks: a checkpoint
+    # trained without it stays bit-identical). Other VLMs read each row whole and ignore it.
+    share_images: bool = False
+
     @abc.abstractmethod
     def loss(self, items: Sequence[Item], weights: Sequence[float] | None = None) -> torch.Tensor:
         """Mean over examples (weighted) of the token-mean loss on the targets."""

@@ -181,13 +181,37 @@ class BuiltinVLM(VLM):
         return batch
 
     def loss(self, items: Sequence[Item], weights: Sequence[float] | None = None) -> torch.Tensor:
-        batch = self._inputs(items, "right", with_targets=True)
-        per = self.model.target_loss(**batch)
-        return weighted_mean(per, weights)
+        return weighted_mean(self._target_losses(items, "mean"), weights)
 
     def target_logprobs(self, items: Sequence[Item]) -> list[float]:
+        return (-self._target_losses(items, "sum")).tolist()
+
+    def _target_losses(self, items: Sequence[Item], reduction: str) -> torch.Tensor:
+        shared = self._shared_image_inputs(items) if self.share_images else None
+        if shared is not None:
+            return self.model.target_loss_shared_images(**shared, reduction=reduction)
         batch = self._inputs(items, "right", with_targets=True)
-        return (-self.model.target_loss(**batch, reduction="sum")).tolist()
+        return self.model.target_loss(**batch, reduction=reduction)
+
+    def _shared_image_inputs(self, items: Sequence[Item]) -> dict | None:
+        """``target_loss_shared_images``'s inputs where every item has an image, some image is the
+        image of several items and every prompt has text before its target; else None (the whole
+        rows are read)."""
+        if not items or any(img is None for img, _, _ in items):
+            return None
+        index = {img: i for i, img in enumerate(dict.fromkeys(img for img, _, _ in items))}
+        if len(index) == len(items):
+            return None  # nothing shared: the whole rows cost the same
+        batch = self.processor.build([p for _, p, _ in items], [True] * len(items), [t or "" for _, _, t in items],
+                                     padding_side="right")
+        n_image = len(self.processor.image_ids)
+        if bool((batch["labels"][:, n_image] != -100).any()):
+            return None
+        images, dev = list(index), self.device
+        return {"prefix_ids": torch.tensor([self.processor.image_ids] * len(images), device=dev),
+                "image_features": self.features.get(images),
+                "row_image": torch.tensor([index[img] for img, _, _ in items], device=dev),
+                **{k: batch[k][:, n_image:].to(dev) for k in ("input_ids", "attention_mask", "labels")}}
 
     def _decode(self, logits: torch.Tensor, cache, mask: torch.Tensor, pos: torch.Tensor, pick,
                 max_new_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -227,6 +227,38 @@ class IllumeVLMForConditionalGeneration(PreTrainedModel):
         """
         embeds = self.embed(input_ids, image_features, pixel_values)
         hidden = self.decoder()(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
+        return self._labelled_loss(hidden, labels, reduction)
+
+    def target_loss_shared_images(self, prefix_ids: torch.Tensor, image_features: torch.Tensor,
+                                  row_image: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                                  labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        """``target_loss`` for rows that each begin with one image's block (``prefix_ids``: the image
+        placeholders and any place words between them, the same for every image), read once per
+        distinct image: its keys and values are shared by every row about it, as one prefill serves
+        all the prompts about an image in generation. Attention is causal, so nothing in the block
+        depends on the row: the losses and gradients are ``target_loss``'s on the whole rows, up to
+        float rounding; the block is computed once an image instead of once a row.
+
+        ``prefix_ids`` [images, P] and ``image_features`` [images, cells, dim] of the distinct images;
+        ``row_image`` [rows]: each row's image; ``input_ids``, ``attention_mask``, ``labels`` [rows, T]:
+        what follows the block, right-padded. The first token after the block must be unlabelled
+        (a prompt), since no hidden state of the row predicts it."""
+        if bool((labels[:, 0] != -100).any()):
+            raise ValueError("target_loss_shared_images: a row's first token after the image is labelled")
+        decoder = self.decoder()
+        block = decoder(inputs_embeds=self.embed(prefix_ids, image_features), use_cache=True).cache
+        block.reorder_cache(row_image)  # index_select per layer: the gradient flows back to each image once
+        n, width = input_ids.shape
+        prefix = prefix_ids.shape[1]
+        mask = torch.cat([attention_mask.new_ones((n, prefix)), attention_mask], 1)
+        pos = torch.arange(prefix, prefix + width, device=input_ids.device).expand(n, -1)
+        hidden = decoder(inputs_embeds=self.embed(input_ids), attention_mask=mask, position_ids=pos, cache=block,
+                         use_cache=True).last_hidden_state
+        return self._labelled_loss(hidden, labels, reduction)
+
+    def _labelled_loss(self, hidden: torch.Tensor, labels: torch.Tensor, reduction: str) -> torch.Tensor:
+        """Per row, the cross-entropy of the labelled tokens predicted from ``hidden`` (position t predicts
+        token t + 1): their mean, or with ``reduction="sum"`` their sum."""
         targets = labels[:, 1:]
         rows, cols = (targets != -100).nonzero(as_tuple=True)
         logits = self.get_output_embeddings()(hidden[rows, cols]).float()

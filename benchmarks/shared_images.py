@@ -1,0 +1,80 @@
+"""Warm-up step time with each image's items drawn together and its tokens read once
+(``warmup.items_per_image``), as ratios against one item an image (the default) in the same run.
+
+    .venv/bin/python benchmarks/shared_images.py [--steps 4] [--rounds 2] [--batch-size 16]
+
+The real built-in VLM (shipped weights, word-anchored image tokens, the demo recipe's layout) with
+LoRA as the warm-up adds it, fp32 (what ``precision: auto`` picks on a CPU without native bfloat16),
+on the demo's shapes data (features cached first). For each kind of step (answer-only questions,
+grounding questions, captions: one a image, so nothing to share), each setting is timed on its own
+draws; settings alternate within each round. The first step of each setting is not timed. Also
+checks that the loss of one shared batch is the whole rows' loss.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+
+import torch
+
+from illume_rm.checkpoints import base_vlm
+from illume_rm.config import load_recipe
+from illume_rm.data import load_examples
+from illume_rm.train.lora import add_lora
+from illume_rm.train.warmup import sample_by_image, warmup_items
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--k", type=int, nargs="+", default=[2, 4])
+    args = ap.parse_args()
+    recipe = load_recipe("recipes/shapes-warmup.yaml")
+    train = load_examples(recipe.data, "train")[:900]
+    vlm = base_vlm(recipe)
+    vlm.features.get([e.image for e in train if e.image])
+    questions, captions, grounding = warmup_items(train, True)
+    model = add_lora(vlm, recipe.warmup.lora)
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    settings = [1] + args.k
+    pools = {"answer-only questions": questions, "grounding questions": grounding}
+    seconds = {(kind, k): [] for kind in pools for k in settings}
+    rng = random.Random(0)
+    check = sample_by_image(rng, grounding, 4, args.batch_size)
+    with torch.no_grad():
+        whole = vlm.loss(check).item()
+        vlm.share_images = True
+        shared = vlm.loss(check).item()
+        vlm.share_images = False
+    for _ in range(args.rounds):
+        for kind, pool in pools.items():
+            for k in settings:
+                vlm.share_images = k > 1
+                for step in range(args.steps + 1):
+                    batch = sample_by_image(rng, pool, k, args.batch_size) if k > 1 else rng.sample(pool, args.batch_size)
+                    t0 = time.perf_counter()
+                    loss = vlm.loss(batch)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    if step:
+                        seconds[(kind, k)].append(time.perf_counter() - t0)
+                vlm.share_images = False
+    print(f"batch {args.batch_size}, {args.steps} timed steps x {args.rounds} rounds per setting, fp32, "
+          f"torch threads {torch.get_num_threads()}; one shared batch's loss {shared:.6f}, its whole rows' {whole:.6f}")
+    print("| step | items an image | s / step | speed-up |\n|---|---|---|---|")
+    for kind in pools:
+        base = statistics.mean(seconds[(kind, 1)])
+        for k in settings:
+            s = seconds[(kind, k)]
+            se = statistics.stdev(s) / len(s) ** 0.5
+            print(f"| {kind} | {k} | {statistics.mean(s):.2f} ± {se:.2f} | **{base / statistics.mean(s):.2f}x** |")
+
+
+if __name__ == "__main__":
+    main()
