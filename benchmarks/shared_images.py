@@ -1,10 +1,11 @@
 """Warm-up step time with each image's items drawn together and its tokens read once
 (``warmup.items_per_image``), as ratios against one item an image (the default) in the same run.
 
-    .venv/bin/python benchmarks/shared_images.py [--steps 4] [--rounds 2] [--batch-size 16]
+    .venv/bin/python benchmarks/shared_images.py [--steps 4] [--rounds 2] [--batch-size 16] [--precision fp32]
 
 The real built-in VLM (shipped weights, word-anchored image tokens, the demo recipe's layout) with
-LoRA as the warm-up adds it, fp32 (what ``precision: auto`` picks on a CPU without native bfloat16),
+LoRA as the warm-up adds it, fp32 (what ``precision: auto`` picks on a CPU without native bfloat16;
+``--precision auto`` or ``bf16`` for bf16 autocast),
 on the demo's shapes data (features cached first). For each kind of step (answer-only questions,
 grounding questions, captions: one a image, so nothing to share), each setting is timed on its own
 draws; settings alternate within each round. The first step of each setting is not timed. Also
@@ -23,6 +24,8 @@ from illume_rm.checkpoints import base_vlm
 from illume_rm.config import load_recipe
 from illume_rm.data import load_examples
 from illume_rm.train.lora import add_lora
+from illume_rm.train.steps import autocast
+from illume_rm.vlm.base import resolve_precision
 from illume_rm.train.warmup import sample_by_image, warmup_items
 
 
@@ -32,12 +35,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--k", type=int, nargs="+", default=[2, 4])
+    ap.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32")
     args = ap.parse_args()
     recipe = load_recipe("recipes/shapes-warmup.yaml")
     train = load_examples(recipe.data, "train")[:900]
     vlm = base_vlm(recipe)
     vlm.features.get([e.image for e in train if e.image])
     questions, captions, grounding = warmup_items(train, True)
+    precision = resolve_precision(args.precision, vlm.device)
     model = add_lora(vlm, recipe.warmup.lora)
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
@@ -58,14 +63,15 @@ def main() -> None:
                 for step in range(args.steps + 1):
                     batch = sample_by_image(rng, pool, k, args.batch_size) if k > 1 else rng.sample(pool, args.batch_size)
                     t0 = time.perf_counter()
-                    loss = vlm.loss(batch)
+                    with autocast(vlm, precision):
+                        loss = vlm.loss(batch)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
                     if step:
                         seconds[(kind, k)].append(time.perf_counter() - t0)
                 vlm.share_images = False
-    print(f"batch {args.batch_size}, {args.steps} timed steps x {args.rounds} rounds per setting, fp32, "
+    print(f"batch {args.batch_size}, {args.steps} timed steps x {args.rounds} rounds per setting, {precision}, "
           f"torch threads {torch.get_num_threads()}; one shared batch's loss {shared:.6f}, its whole rows' {whole:.6f}")
     print("| step | items an image | s / step | speed-up |\n|---|---|---|---|")
     for kind in pools:
