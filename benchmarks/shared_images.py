@@ -16,17 +16,13 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import time
 
 import torch
 
-from illume_rm.checkpoints import base_vlm
-from illume_rm.config import load_recipe
-from illume_rm.data import load_examples
 from illume_rm.train.lora import add_lora
-from illume_rm.train.steps import autocast
+from illume_rm.train.warmup import sample_by_image
 from illume_rm.vlm.base import resolve_precision
-from illume_rm.train.warmup import sample_by_image, warmup_items
+from warmup_common import demo_vlm, timed_step
 
 
 def main() -> None:
@@ -37,11 +33,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, nargs="+", default=[2, 4])
     ap.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32")
     args = ap.parse_args()
-    recipe = load_recipe("recipes/shapes-warmup.yaml")
-    train = load_examples(recipe.data, "train")[:900]
-    vlm = base_vlm(recipe)
-    vlm.features.get([e.image for e in train if e.image])
-    questions, captions, grounding = warmup_items(train, True)
+    recipe, vlm, (questions, _, grounding) = demo_vlm(900, balance=True)
     precision = resolve_precision(args.precision, vlm.device)
     model = add_lora(vlm, recipe.warmup.lora)
     model.train()
@@ -62,14 +54,9 @@ def main() -> None:
                 vlm.share_images = k > 1
                 for step in range(args.steps + 1):
                     batch = sample_by_image(rng, pool, k, args.batch_size) if k > 1 else rng.sample(pool, args.batch_size)
-                    t0 = time.perf_counter()
-                    with autocast(vlm, precision):
-                        loss = vlm.loss(batch)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
+                    took = timed_step(vlm, opt, batch, precision)
                     if step:
-                        seconds[(kind, k)].append(time.perf_counter() - t0)
+                        seconds[(kind, k)].append(took)
                 vlm.share_images = False
     print(f"batch {args.batch_size}, {args.steps} timed steps x {args.rounds} rounds per setting, {precision}, "
           f"torch threads {torch.get_num_threads()}; one shared batch's loss {shared:.6f}, its whole rows' {whole:.6f}")

@@ -9,16 +9,11 @@ from __future__ import annotations
 
 import argparse
 import random
-import time
 
 import torch
 
-from illume_rm.checkpoints import base_vlm
-from illume_rm.config import load_recipe
-from illume_rm.data import load_examples
 from illume_rm.train.lora import add_lora
-from illume_rm.train.steps import autocast
-from illume_rm.train.warmup import warmup_items
+from warmup_common import demo_vlm, timed_step
 
 
 def main() -> None:
@@ -26,27 +21,16 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=16)
     args = ap.parse_args()
-    recipe = load_recipe("recipes/shapes-warmup.yaml")
-    train = load_examples(recipe.data, "train")
-    vlm = base_vlm(recipe)
-    vlm.features.get([e.image for e in train if e.image])
-    kinds = dict(zip(("question", "caption", "grounding"), warmup_items(train)))
+    recipe, vlm, items = demo_vlm()
+    kinds = dict(zip(("question", "caption", "grounding"), items))
     model = add_lora(vlm, recipe.warmup.lora)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     rng = random.Random(0)
     seconds: dict[tuple[str, str], float] = {}
     for kind, pool in kinds.items():
         for precision in ("fp32", "bf16"):
-            times = []
-            for _ in range(args.steps + 1):
-                batch = rng.sample(pool, args.batch_size)
-                t0 = time.perf_counter()
-                with autocast(vlm, precision):
-                    loss = vlm.loss(batch)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                times.append(time.perf_counter() - t0)
+            times = [timed_step(vlm, opt, rng.sample(pool, args.batch_size), precision)
+                     for _ in range(args.steps + 1)]
             seconds[kind, precision] = sum(times[1:]) / args.steps
     print(f"batch {args.batch_size}, {args.steps} timed steps each, torch threads {torch.get_num_threads()}")
     print("| step | fp32 s | bf16 s | speed-up |\n|---|---|---|---|")

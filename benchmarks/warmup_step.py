@@ -13,17 +13,12 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import time
 from dataclasses import replace
 
 import torch
 
-from illume_rm.checkpoints import base_vlm
-from illume_rm.config import load_recipe
-from illume_rm.data import load_examples
 from illume_rm.train.lora import add_lora
-from illume_rm.train.steps import autocast
-from illume_rm.train.warmup import warmup_items
+from warmup_common import demo_vlm, timed_step
 
 SETTINGS = [("dropout 0.05, SDPA (the old default)", 0.05, "sdpa"),
             ("dropout 0, SDPA", 0.0, "sdpa"),
@@ -36,11 +31,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=2, help="each setting is timed this many times, interleaved")
     args = ap.parse_args()
-    recipe = load_recipe("recipes/shapes-warmup.yaml")
-    train = load_examples(recipe.data, "train")[:600]
-    vlm = base_vlm(recipe)
-    vlm.features.get([e.image for e in train if e.image])
-    questions, _, grounding = warmup_items(train, True)
+    recipe, vlm, (questions, _, grounding) = demo_vlm(600, balance=True)
     lm = vlm.model.language_model
     seconds: dict[str, list[float]] = {name: [] for name, _, _ in SETTINGS}
     for _ in range(args.rounds):
@@ -51,15 +42,9 @@ def main() -> None:
             opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
             rng = random.Random(0)
             for step in range(args.steps + 1):
-                batch = rng.sample(questions if step % 2 else grounding, args.batch_size)
-                t0 = time.perf_counter()
-                with autocast(vlm, "bf16"):
-                    loss = vlm.loss(batch)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                took = timed_step(vlm, opt, rng.sample(questions if step % 2 else grounding, args.batch_size), "bf16")
                 if step:
-                    seconds[name].append(time.perf_counter() - t0)
+                    seconds[name].append(took)
             vlm.model.language_model = vlm.model.language_model.unload()
             lm = vlm.model.language_model
     base = statistics.mean(seconds[SETTINGS[0][0]])

@@ -1,0 +1,35 @@
+"""What the warm-up benchmarks share: the demo's built-in VLM on its shapes data, and one timed step."""
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+import torch
+
+from illume_rm.train.steps import autocast
+
+
+def demo_vlm(n_train: int | None = None, balance: bool = False):
+    """(recipe, VLM, (answer-only, caption, grounding) items) of the demo warm-up recipe: the real
+    built-in VLM (shipped weights) on the first ``n_train`` training questions, features cached first."""
+    from illume_rm.checkpoints import base_vlm
+    from illume_rm.config import load_recipe
+    from illume_rm.data import load_examples
+    from illume_rm.train.warmup import warmup_items
+
+    recipe = load_recipe("recipes/shapes-warmup.yaml")
+    train = load_examples(recipe.data, "train")[:n_train]
+    vlm = base_vlm(recipe)
+    vlm.features.get([e.image for e in train if e.image])
+    return recipe, vlm, warmup_items(train, balance)
+
+
+def timed_step(vlm, opt: torch.optim.Optimizer, batch: Sequence, precision: str) -> float:
+    """Seconds of one training step (loss under the precision, backward, optimizer step) on ``batch``."""
+    t0 = time.perf_counter()
+    with autocast(vlm, precision):
+        loss = vlm.loss(batch)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return time.perf_counter() - t0
