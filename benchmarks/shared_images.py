@@ -22,7 +22,7 @@ import torch
 from illume_rm.train.lora import add_lora
 from illume_rm.train.warmup import sample_by_image
 from illume_rm.vlm.base import resolve_precision
-from warmup_common import demo_vlm, timed_step
+from warmup_common import demo_vlm, standard_error, timed_step
 
 
 def main() -> None:
@@ -65,7 +65,7 @@ def main() -> None:
         base = statistics.mean(seconds[(kind, 1)])
         for k in settings:
             s = seconds[(kind, k)]
-            se = statistics.stdev(s) / len(s) ** 0.5
+            se = standard_error(s)
             print(f"| {kind} | {k} | {statistics.mean(s):.2f} ± {se:.2f} | **{base / statistics.mean(s):.2f}x** |")
 
 

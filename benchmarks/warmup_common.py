@@ -1,6 +1,7 @@
 """What the warm-up benchmarks share: the demo's built-in VLM on its shapes data, and one timed step."""
 from __future__ import annotations
 
+import statistics
 import time
 from typing import Sequence
 
@@ -33,3 +34,8 @@ def timed_step(vlm, opt: torch.optim.Optimizer, batch: Sequence, precision: str)
     loss.backward()
     opt.step()
     return time.perf_counter() - t0
+
+
+def standard_error(values: Sequence[float]) -> float:
+    """The standard error of the mean (nan from fewer than two values)."""
+    return statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float("nan")

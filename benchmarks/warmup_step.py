@@ -18,7 +18,7 @@ from dataclasses import replace
 import torch
 
 from illume_rm.train.lora import add_lora
-from warmup_common import demo_vlm, timed_step
+from warmup_common import demo_vlm, standard_error, timed_step
 
 SETTINGS = [("dropout 0.05, SDPA (the old default)", 0.05, "sdpa"),
             ("dropout 0, SDPA", 0.0, "sdpa"),
@@ -53,7 +53,7 @@ def main() -> None:
     print("| setting | s / step | speed-up |\n|---|---|---|")
     for name, _, _ in SETTINGS:
         m = statistics.mean(seconds[name])
-        se = statistics.stdev(seconds[name]) / len(seconds[name]) ** 0.5
+        se = standard_error(seconds[name])
         print(f"| {name} | {m:.2f} ± {se:.2f} | **{base / m:.2f}x** |")
 
 
