@@ -72,7 +72,7 @@ class WarmupConfig:
     # items_per_image images a step, as multi-turn instruction data puts several questions about one
     # image in a sequence), and the built-in VLM reads each image's tokens once for all of them
     # (VLM.share_images): such a step costs less, about by the share of each row that is image.
-    # 1: each item its own image, the draws of every checkpoint trained before 2026-12-01
+    # 1 (the default): items drawn at random, each row reading its image whole, as every shipped recipe trains
     items_per_image: int = field(default=1, metadata={"hash_default": False})
 
     def __post_init__(self):
