@@ -374,3 +374,40 @@ def test_rationale_examples_can_leave_their_answer_out_of_the_loss(tiny_vlm_path
         with torch.no_grad():
             lean[on_answer] = sum(vlm.target_logprobs(yes)) - before
     assert lean[True] > 3 and lean[False] < lean[True] / 3
+
+
+def test_finetuning_with_the_image_read_without_a_gradient(tiny_vlm_path, shapes_small):
+    """``finetune.image_grad: false``: every step reads the image block as a frozen prefix (also
+    where no image repeats in a batch), the rationales are still learnt, the adapters differ from
+    training through the image, and the VLM trains through images again afterwards; with a trained
+    projector the setting is refused (it would not train)."""
+    from illume_rm.config import load_recipe
+    from illume_rm.data import load_examples
+    from illume_rm.errors import UserError
+    from illume_rm.records import Candidate
+    from illume_rm.train.finetune import FinetuneConfig, explained_item, finetune
+    from illume_rm.train.lora import LoraConfig
+
+    train = load_examples(shapes_small, "train")[:8]
+    accepted = [Candidate(id=f"{e.id}#0", example_id=e.id, answer=e.answer, rationale="there is a red circle")
+                for e in train]
+    items = [explained_item(e, "there is a red circle", False) for e in train]
+    learnt, adapters = {}, {}
+    for image_grad in (True, False):
+        vlm = load_vlm(tiny_vlm_path)
+        seen = []
+        shared = vlm.model.target_loss_shared_images
+        vlm.model.target_loss_shared_images = lambda *a, **k: seen.append(k["image_grad"]) or shared(*a, **k)
+        with torch.no_grad():
+            before = sum(vlm.target_logprobs(items))
+        cfg = FinetuneConfig(steps=6, batch_size=4, lr=1e-2, answer_ratio=0.0, image_grad=image_grad,
+                             lora=LoraConfig(r=4, alpha=8, train_projector=False))
+        finetune(vlm, train, accepted, cfg, log=lambda s: None)
+        assert seen == ([] if image_grad else [False] * 6) and vlm.image_grad
+        with torch.no_grad():
+            learnt[image_grad] = sum(vlm.target_logprobs(items)) - before
+        adapters[image_grad] = torch.cat([p.detach().flatten() for n, p in vlm.model.named_parameters() if "lora_A" in n])
+    assert learnt[False] > 3 and learnt[True] > 3
+    assert not torch.allclose(adapters[True], adapters[False])
+    with pytest.raises(UserError, match="finetune.image_grad: false"):
+        load_recipe(None, ["finetune.image_grad=false", "finetune.lora.train_projector=true"])

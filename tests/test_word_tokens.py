@@ -127,6 +127,70 @@ def test_reading_each_image_once_gives_the_whole_rows_losses_and_gradients(tiny_
     assert vlm._shared_image_inputs(items + [(a, "", " a target right after the image")]) is None
 
 
+def test_an_image_block_read_without_a_gradient_is_a_frozen_prefix(tiny_grid3, shapes64):
+    """``image_grad = False``: the same loss and log-probabilities as the whole rows (each image once
+    or repeated), no gradient to the projector, and LoRA gradients from the rows' text alone: those
+    of the rows read against the block of a separate copy of the model (whose weights get what
+    flows through the block), which differ from the whole rows' (the image's share is gone)."""
+    import copy
+
+    from illume_rm.train.lora import LoraConfig, add_lora
+
+    vlm = load_vlm(tiny_grid3)
+    vlm.use_word_tokens(WORDS, "around")
+    exs = load_examples(shapes64, "train")
+    a, b = exs[0].image, exs[3].image
+    items = [(a, "Q: What is in the top left? A:", " a large red square"), (b, "Q: short? A:", " no"),
+             (a, "Q: a longer question about this image, is it? A:", " yes")]
+    model = add_lora(vlm, LoraConfig(r=4, alpha=8))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    model.train()
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+    def grads(loss):
+        for _, p in params:
+            p.grad = None
+        loss.backward()
+        return {n: p.grad.clone() for n, p in params if p.grad is not None and p.grad.abs().sum() > 0}
+
+    whole_loss = vlm.loss(items)
+    whole = grads(whole_loss)
+    vlm.image_grad = False
+    for batch in (items, items[:2]):  # an image repeated, and every image once: both read as a frozen prefix
+        assert vlm._shared_image_inputs(batch) is not None
+    frozen_loss = vlm.loss(items)
+    frozen = grads(frozen_loss)
+    with torch.no_grad():
+        frozen_logprobs = vlm.target_logprobs(items)
+        vlm.image_grad = True
+        assert frozen_logprobs == pytest.approx(vlm.target_logprobs(items), abs=1e-4)
+    assert torch.allclose(frozen_loss, whole_loss, atol=1e-6)
+    assert any(n.startswith("projector") for n in whole) and not any(n.startswith("projector") for n in frozen)
+    assert any("lora_A" in n for n in frozen)
+    # the reference: the block from a copy, the rows' text from the model
+    inputs = vlm._shared_image_inputs(items + items[:1])  # a repeat, so the shared inputs are built
+    rows = len(items)
+    copy_model = copy.deepcopy(vlm.model)
+    block = copy_model.decoder()(inputs_embeds=copy_model.embed(inputs["prefix_ids"], inputs["image_features"]),
+                                 use_cache=True).cache
+    block.reorder_cache(inputs["row_image"][:rows])
+    prefix = inputs["prefix_ids"].shape[1]
+    ids, att, labels = (inputs[k][:rows] for k in ("input_ids", "attention_mask", "labels"))
+    mask = torch.cat([att.new_ones((rows, prefix)), att], 1)
+    pos = torch.arange(prefix, prefix + ids.shape[1]).expand(rows, -1)
+    hidden = vlm.model.decoder()(inputs_embeds=vlm.model.embed(ids), attention_mask=mask, position_ids=pos,
+                                 cache=block, use_cache=True).last_hidden_state
+    reference = grads(vlm.model._labelled_loss(hidden, labels, "mean").mean())
+    assert set(reference) == set(frozen)
+    for n, g in reference.items():
+        assert torch.allclose(frozen[n], g, atol=1e-6, rtol=1e-4), n
+    assert any(not torch.allclose(whole[n], frozen[n], atol=1e-6, rtol=1e-4) for n in frozen if "lora" in n)
+
+
 def test_scene_graph_words_per_cell_and_the_projector_learns_them(tiny_grid3, shapes64):
     from illume_rm.train.align import align_projector, cell_accuracy, cell_targets
 

@@ -74,12 +74,6 @@ class WarmupConfig:
     # (VLM.share_images): such a step costs less, about by the share of each row that is image.
     # 1 (the default): items drawn at random, each row reading its image whole, as every shipped recipe trains
     items_per_image: int = field(default=1, metadata={"hash_default": False})
-    # false: the built-in VLM reads each row's image block (its tokens and their places) without a
-    # gradient, as a frozen prefix whose keys and values the row's text attends to (VLM.image_grad): the
-    # language model learns from the text's positions only, and the projector from the per-cell loss
-    # only, so a step costs about the text's share of a row's backward. True (the default): the whole
-    # row is trained through, the image included, as every shipped recipe trains
-    image_grad: bool = field(default=True, metadata={"hash_default": False})
 
     def __post_init__(self):
         if self.items_per_image < 1:
@@ -87,9 +81,6 @@ class WarmupConfig:
         if self.items_per_image > 1 and self.family_weights:
             raise UserError("warmup.family_weights and warmup.items_per_image > 1 cannot be combined (the "
                             "weights are per question, the draws per image): set one of them")
-        if not self.image_grad and not self.cell_loss:
-            raise UserError("warmup.image_grad: false trains the projector through warmup.cell_loss alone, "
-                            "and warmup.cell_loss is 0: set cell_loss above 0, or image_grad: true")
         if self.family_weights and any(w < 0 for w in self.family_weights.values()):
             raise UserError(f"warmup.family_weights: weights must be 0 or more, got {self.family_weights}")
         shares = {"caption_fraction": self.caption_fraction, "grounding_fraction": self.grounding_fraction}
@@ -230,8 +221,7 @@ def text_upper_bound(vlm: VLM, train: Sequence[Example], val: Sequence[Example],
     ``vlm`` must be the base model (trained in place)."""
     steps = max(1, round(cfg.steps * (1 - cfg.caption_fraction - cfg.grounding_fraction)))
     text_cfg = replace(cfg, steps=steps, caption_fraction=0.0, grounding_fraction=0.0, eval_every=None,
-                       align_steps=0, cell_loss=0.0, items_per_image=1,
-                       image_grad=True)  # no image to share or freeze
+                       align_steps=0, cell_loss=0.0, items_per_image=1)  # no image to share
     places = getattr(getattr(vlm, "processor", None), "cell_places", "before")  # as the image tokens are laid out
     text_train, text_val = [as_text(e, places) for e in train], [as_text(e, places) for e in val]
     t = time.time()
@@ -249,9 +239,6 @@ def train_warmup(vlm: VLM, train: Sequence[Example], cfg: WarmupConfig, seed: in
     answers, captions, grounded = warmup_items(train, cfg.balance_grounding, seed)
     answer_weights = family_weights(train, cfg.family_weights)
     targets = cell_targets(vlm, train)
-    if not cfg.image_grad and not targets and any(e.image for e in train):
-        raise UserError("warmup.image_grad: false needs word-anchored image tokens (model.image_tokens: words) "
-                        "and data with a scene graph: the projector learns from the per-cell loss alone")
     if targets and cfg.align_steps:
         align_projector(vlm, train, steps=cfg.align_steps, seed=seed, log=log)
     model = add_lora(vlm, cfg.lora)
@@ -283,13 +270,13 @@ def train_warmup(vlm: VLM, train: Sequence[Example], cfg: WarmupConfig, seed: in
         gold = torch.stack([targets[img] for img in supervised])
         return cfg.cell_loss * cell_loss(vlm, vlm.features.get(supervised), gold), len(supervised)
 
-    vlm.share_images, vlm.image_grad = cfg.items_per_image > 1, cfg.image_grad
+    vlm.share_images = cfg.items_per_image > 1
     try:
         losses = train_steps(vlm, groups, cfg.steps, draw, schedule=cfg.schedule, warmup_steps=cfg.warmup_steps,
                              precision=precision, desc="warm-up", extra_loss=per_cell, on_eval=on_eval,
                              eval_every=cfg.eval_every)
     finally:
-        vlm.share_images, vlm.image_grad = False, True
+        vlm.share_images = False
     merge_lora(vlm)
     vlm.model.eval()
     return losses
