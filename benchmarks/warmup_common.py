@@ -36,6 +36,20 @@ def timed_step(vlm, opt: torch.optim.Optimizer, batch: Sequence, precision: str)
     return time.perf_counter() - t0
 
 
+def loss_with(vlm, batch: Sequence, **settings) -> float:
+    """The loss of ``batch`` (no gradient) with the VLM's attributes set to ``settings`` (e.g.
+    ``share_images=True``), which are put back after."""
+    before = {k: getattr(vlm, k) for k in settings}
+    try:
+        for k, v in settings.items():
+            setattr(vlm, k, v)
+        with torch.no_grad():
+            return vlm.loss(batch).item()
+    finally:
+        for k, v in before.items():
+            setattr(vlm, k, v)
+
+
 def standard_error(values: Sequence[float]) -> float:
     """The standard error of the mean (nan from fewer than two values)."""
     return statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float("nan")
