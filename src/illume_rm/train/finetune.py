@@ -47,16 +47,6 @@ class FinetuneConfig:
     # where the device runs it natively, else fp32)
     precision: Literal["auto", "fp32", "bf16"] = field(default="fp32", metadata={"hash_default": False})
     lora: LoraConfig = field(default_factory=lambda: LoraConfig(train_projector=False))
-    # false: the built-in VLM reads each example's image block (its tokens and their places) without a
-    # gradient, as a frozen prefix its text attends to (VLM.image_grad): the adapters learn from the
-    # text's positions only, and a step costs about the text's share of the backward. True (the
-    # default): the whole row is trained through, as every shipped recipe fine-tunes
-    image_grad: bool = field(default=True, metadata={"hash_default": False})
-
-    def __post_init__(self):
-        if not self.image_grad and getattr(self.lora, "train_projector", False):
-            raise UserError("finetune.image_grad: false reads the image without a gradient, so the projector "
-                            "would not train: set finetune.lora.train_projector: false, or image_grad: true")
 
 
 def rationale_target(answer: str, rationale: str) -> str:
@@ -122,9 +112,5 @@ def finetune(vlm: VLM, train: Sequence[Example], accepted: Sequence[Candidate], 
         batch = rng.choices(explained, k=n_exp) + rng.sample(answers, cfg.batch_size - n_exp)
         return batch, [cfg.explanation_weight] * n_exp + [1.0] * (cfg.batch_size - n_exp)
 
-    vlm.image_grad = cfg.image_grad
-    try:
-        return train_steps(vlm, [{"params": params, "lr": cfg.lr}], cfg.steps, draw, schedule="constant",
-                           warmup_steps=cfg.warmup_steps, precision=cfg.precision, desc=f"fine-tuning ({cfg.mode})")
-    finally:
-        vlm.image_grad = True
+    return train_steps(vlm, [{"params": params, "lr": cfg.lr}], cfg.steps, draw, schedule="constant",
+                       warmup_steps=cfg.warmup_steps, precision=cfg.precision, desc=f"fine-tuning ({cfg.mode})")

@@ -64,10 +64,6 @@ class VLM(abc.ABC):
     # built-in VLM; the same losses up to float rounding, so off unless a recipe asks: a checkpoint
     # trained without it stays bit-identical). Other VLMs read each row whole and ignore it.
     share_images: bool = False
-    # False: in training, read each row's image block without a gradient (a frozen prefix the row's
-    # text attends to; the built-in VLM only, others ignore it): the loss is the same, but nothing
-    # before the text learns from it, and the step costs about the text's share of the backward
-    image_grad: bool = True
 
     @abc.abstractmethod
     def loss(self, items: Sequence[Item], weights: Sequence[float] | None = None) -> torch.Tensor:

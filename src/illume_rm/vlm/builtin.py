@@ -187,20 +187,20 @@ class BuiltinVLM(VLM):
         return (-self._target_losses(items, "sum")).tolist()
 
     def _target_losses(self, items: Sequence[Item], reduction: str) -> torch.Tensor:
-        shared = self._shared_image_inputs(items) if self.share_images or not self.image_grad else None
+        shared = self._shared_image_inputs(items) if self.share_images else None
         if shared is not None:
-            return self.model.target_loss_shared_images(**shared, reduction=reduction, image_grad=self.image_grad)
+            return self.model.target_loss_shared_images(**shared, reduction=reduction)
         batch = self._inputs(items, "right", with_targets=True)
         return self.model.target_loss(**batch, reduction=reduction)
 
     def _shared_image_inputs(self, items: Sequence[Item]) -> dict | None:
         """``target_loss_shared_images``'s inputs where every item has an image, some image is the
-        image of several items (or the image block is read without a gradient, ``image_grad``) and
-        every prompt has text before its target; else None (the whole rows are read)."""
+        image of several items and every prompt has text before its target; else None (the whole
+        rows are read)."""
         if not items or any(img is None for img, _, _ in items):
             return None
         index = {img: i for i, img in enumerate(dict.fromkeys(img for img, _, _ in items))}
-        if len(index) == len(items) and self.image_grad:
+        if len(index) == len(items):
             return None  # nothing shared: the whole rows cost the same
         batch = self.processor.build([p for _, p, _ in items], [True] * len(items), [t or "" for _, _, t in items],
                                      padding_side="right")

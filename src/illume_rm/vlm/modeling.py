@@ -231,7 +231,7 @@ class IllumeVLMForConditionalGeneration(PreTrainedModel):
 
     def target_loss_shared_images(self, prefix_ids: torch.Tensor, image_features: torch.Tensor,
                                   row_image: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                                  labels: torch.Tensor, reduction: str = "mean", image_grad: bool = True) -> torch.Tensor:
+                                  labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         """``target_loss`` for rows that each begin with one image's block (``prefix_ids``: the image
         placeholders and any place words between them, the same for every image), read once per
         distinct image: its keys and values are shared by every row about it, as one prefill serves
@@ -242,16 +242,11 @@ class IllumeVLMForConditionalGeneration(PreTrainedModel):
         ``prefix_ids`` [images, P] and ``image_features`` [images, cells, dim] of the distinct images;
         ``row_image`` [rows]: each row's image; ``input_ids``, ``attention_mask``, ``labels`` [rows, T]:
         what follows the block, right-padded. The first token after the block must be unlabelled
-        (a prompt), since no hidden state of the row predicts it.
-
-        ``image_grad=False`` reads the block without a gradient (a frozen prefix): the same loss, but
-        its gradient reaches only what the rows' text computes (the projector and the block's keys and
-        values get none), and the backward skips the block."""
+        (a prompt), since no hidden state of the row predicts it."""
         if bool((labels[:, 0] != -100).any()):
             raise ValueError("target_loss_shared_images: a row's first token after the image is labelled")
         decoder = self.decoder()
-        with torch.set_grad_enabled(image_grad and torch.is_grad_enabled()):
-            block = decoder(inputs_embeds=self.embed(prefix_ids, image_features), use_cache=True).cache
+        block = decoder(inputs_embeds=self.embed(prefix_ids, image_features), use_cache=True).cache
         block.reorder_cache(row_image)  # index_select per layer: the gradient flows back to each image once
         n, width = input_ids.shape
         prefix = prefix_ids.shape[1]
