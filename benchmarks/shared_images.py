@@ -22,7 +22,7 @@ import torch
 from illume_rm.train.lora import add_lora
 from illume_rm.train.warmup import sample_by_image
 from illume_rm.vlm.base import resolve_precision
-from warmup_common import demo_vlm, loss_with, standard_error, timed_step
+from warmup_common import demo_vlm, standard_error, timed_step
 
 
 def main() -> None:
@@ -43,7 +43,11 @@ def main() -> None:
     seconds = {(kind, k): [] for kind in pools for k in settings}
     rng = random.Random(0)
     check = sample_by_image(rng, grounding, 4, args.batch_size)
-    whole, shared = loss_with(vlm, check), loss_with(vlm, check, share_images=True)
+    with torch.no_grad():
+        whole = vlm.loss(check).item()
+        vlm.share_images = True
+        shared = vlm.loss(check).item()
+        vlm.share_images = False
     for _ in range(args.rounds):
         for kind, pool in pools.items():
             for k in settings:

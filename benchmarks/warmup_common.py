@@ -7,17 +7,16 @@ from typing import Sequence
 
 import torch
 
+from illume_rm.checkpoints import base_vlm
+from illume_rm.config import load_recipe
+from illume_rm.data import load_examples
 from illume_rm.train.steps import autocast
+from illume_rm.train.warmup import warmup_items
 
 
 def demo_vlm(n_train: int | None = None, balance: bool = False):
     """(recipe, VLM, (answer-only, caption, grounding) items) of the demo warm-up recipe: the real
     built-in VLM (shipped weights) on the first ``n_train`` training questions, features cached first."""
-    from illume_rm.checkpoints import base_vlm
-    from illume_rm.config import load_recipe
-    from illume_rm.data import load_examples
-    from illume_rm.train.warmup import warmup_items
-
     recipe = load_recipe("recipes/shapes-warmup.yaml")
     train = load_examples(recipe.data, "train")[:n_train]
     vlm = base_vlm(recipe)
@@ -34,20 +33,6 @@ def timed_step(vlm, opt: torch.optim.Optimizer, batch: Sequence, precision: str)
     loss.backward()
     opt.step()
     return time.perf_counter() - t0
-
-
-def loss_with(vlm, batch: Sequence, **settings) -> float:
-    """The loss of ``batch`` (no gradient) with the VLM's attributes set to ``settings`` (e.g.
-    ``share_images=True``), which are put back after."""
-    before = {k: getattr(vlm, k) for k in settings}
-    try:
-        for k, v in settings.items():
-            setattr(vlm, k, v)
-        with torch.no_grad():
-            return vlm.loss(batch).item()
-    finally:
-        for k, v in before.items():
-            setattr(vlm, k, v)
 
 
 def standard_error(values: Sequence[float]) -> float:
