@@ -10,8 +10,9 @@ and asks the grounding questions of 100 val images:
 - ``before``: "top left: small red circle, top middle: nothing, ..." (``model.cell_places: before``)
 - ``after``:  "small red circle in the top left, nothing in the top middle, ..."
 - ``around``: "top left: small red circle (top left), ..." (``model.cell_places: around``)
+- ``bare``:   "top left small red circle top left, ..." (``model.cell_places: bare``, fewer tokens)
 
-    .venv/bin/python diagnostics/place_layouts.py                        # all three, seed 0
+    .venv/bin/python diagnostics/place_layouts.py                        # all four, seed 0
     .venv/bin/python diagnostics/place_layouts.py --layouts before around --seeds 0 1
 
 Nothing is saved; a table is printed (and the commonest wrong places for "Where is").
@@ -36,7 +37,7 @@ from illume_rm.train.warmup import warmup_items
 from illume_rm.vlm.base import ANSWER_TEMPLATE, parse_answer
 from illume_rm.vlm.processor import cell_text
 
-LAYOUTS = ("before", "after", "around")
+LAYOUTS = ("before", "after", "around", "bare")
 
 
 def render(scene: dict, layout: str) -> str:

@@ -38,7 +38,7 @@ def _force_words(vlm, choice: list[int]) -> None:
             offset += len(words) + 1
 
 
-@pytest.mark.parametrize("cell_places", ["before", "around"])
+@pytest.mark.parametrize("cell_places", ["before", "around", "bare"])
 def test_image_tokens_of_exact_words_give_the_texts_logits_in_training_and_generate(tiny_grid3, shapes64, cell_places):
     """The plumbing guarantee: an image whose tokens are exactly some words' embeddings is, to the LM,
     the text of those words (same logits, same loss, same greedy continuation), padded or not, in
@@ -48,7 +48,8 @@ def test_image_tokens_of_exact_words_give_the_texts_logits_in_training_and_gener
     _force_words(vlm, [2, 1, 2])  # large red square, in every cell
     image = load_examples(shapes64, "train")[0].image
     places = vlm.processor.image_layout
-    text = ", ".join(f"{p}: large red square" + (f" ({p})" if cell_places == "around" else "") for p in places) + "."
+    text = ", ".join({"before": f"{p}: large red square", "around": f"{p}: large red square ({p})",
+                      "bare": f"{p} large red square {p}"}[cell_places] for p in places) + "."
     p = vlm.processor
     # the processor's image, placeholders aside, is this text's own tokenisation
     ids = p.image_ids
@@ -72,7 +73,7 @@ def test_image_tokens_of_exact_words_give_the_texts_logits_in_training_and_gener
     assert vlm.generate(gen, max_new_tokens=6) == vlm.generate(gen_text, max_new_tokens=6)
 
 
-@pytest.mark.parametrize("cell_places", ["before", "around"])
+@pytest.mark.parametrize("cell_places", ["before", "around", "bare"])
 def test_reading_each_image_once_gives_the_whole_rows_losses_and_gradients(tiny_grid3, shapes64, cell_places):
     """With ``share_images`` a batch with images repeated (out of order, prompts and targets of
     different lengths, per-item weights) reads each image's block once and shares its keys and
@@ -305,7 +306,9 @@ def test_places_around_the_cells_are_the_scenes_text_and_survive_save_and_load(t
     vlm.use_word_tokens(WORDS, "around")
     before = load_vlm(tiny_grid3)
     before.use_word_tokens(WORDS, "before")
-    assert len(vlm.processor.image_ids) > len(before.processor.image_ids)
+    bare = load_vlm(tiny_grid3)
+    bare.use_word_tokens(WORDS, "bare")  # the places around the words, without ": " and "( )": fewer tokens
+    assert len(vlm.processor.image_ids) > len(bare.processor.image_ids) > len(before.processor.image_ids)
     vlm.save(tmp_path / "ckpt")
     again = load_vlm(tmp_path / "ckpt")
     assert again.processor.cell_places == "around" and again.processor.image_ids == vlm.processor.image_ids
@@ -345,10 +348,10 @@ def test_place_layouts_diagnostic_writes_the_models_layouts_and_reports_each(tin
     spec.loader.exec_module(mod)
     data = DataConfig(name="shapes", shapes=ShapesConfig(train=12, val=4, test=2, image_size=64))
     scene = load_examples(data, "train")[0].meta["scene"]
-    for layout in ("before", "around"):
+    for layout in ("before", "around", "bare"):
         assert mod.render(scene, layout) == scene_text(scene, layout)
     assert mod.render(scene, "after").split(", ")[0].endswith(" in the top left")
     mod.main(["--steps", "1", "--set", f"model.base={tiny_grid3}", "--set", "model.image_size=64",
               "--set", "data.shapes={train: 12, val: 4, test: 2, image_size: 64}", "--set", "warmup.batch_size=4"])
     table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "| 0 |" in line]
-    assert [line.split(" | ")[0].strip("| ") for line in table] == ["before", "after", "around"]
+    assert [line.split(" | ")[0].strip("| ") for line in table] == ["before", "after", "around", "bare"]

@@ -133,7 +133,8 @@ class BuiltinVLM(VLM):
     def use_word_tokens(self, words: list[list[str]], cell_places: str = "around") -> None:
         """Word-anchored image tokens (see ``IllumeVLMConfig.token_kind``): each grid cell becomes one
         token per slot of ``words``, written after its place in words ("top left: ..."), and with
-        ``cell_places="around"`` followed by its place again ("top left: ... (top left)")."""
+        ``cell_places="around"`` followed by its place again ("top left: ... (top left)"), with
+        ``"bare"`` the same without the colon and brackets ("top left ... top left")."""
         from .modeling import grid_place
         from .processor import check_cell_places
 
@@ -146,7 +147,7 @@ class BuiltinVLM(VLM):
         p.image_tokens = self.model.config.image_tokens
         p.image_layout = [grid_place(r, c, n) for r in range(n) for c in range(n)]
         p.cell_places = cell_places
-        p.max_length = max(p.max_length, 192 if cell_places == "before" else 224)  # ~7 (10 around) tokens a cell
+        p.max_length = max(p.max_length, 192 if cell_places == "before" else 224)  # ~7 (10 around, 8 bare) tokens a cell
         p.image_ids = p._image_ids()
 
     @torch.no_grad()

@@ -7,7 +7,9 @@ each grid cell's place in words before its placeholders, as text:
 (as Idefics3 writes ``<row_1_col_1>`` before each tile), so the tokens read
 like the text "top left: small red circle, top middle: nothing, ..."; with
 ``cell_places="around"`` the place is written after the tokens too
-("top left: <img><img><img> (top left), ..."; ``cell_text``).
+("top left: <img><img><img> (top left), ..."; ``cell_text``), and with ``cell_places="bare"``
+before and after without the colon and brackets ("top left <img><img><img> top left, ...": 70 tokens
+for a 3 x 3 grid against around's 89).
 Padding goes on one side of the *whole* sequence (right for training, left
 for generation), so positions derived from the attention mask agree in
 training and in ``generate``. Labels are built explicitly: SmolLM2's pad
@@ -29,8 +31,9 @@ from ..errors import UserError
 PROCESSOR_FILE = "illume_processor.json"
 
 
-# where the layout writes each cell's place: before its tokens, or before and after them (cell_text)
-CELL_PLACES = ("before", "around")
+# where the layout writes each cell's place: before its tokens, or before and after them, with a colon
+# and brackets (around) or bare (cell_text)
+CELL_PLACES = ("before", "around", "bare")
 IMAGE_MARK = "<image>"  # where a rendered chat puts the image (never tokenized: split on before encoding)
 
 
@@ -43,9 +46,18 @@ def check_cell_places(value: str) -> str:
 
 def cell_text(places: list[str], words: list[str], cell_places: str = "before") -> str:
     """The text an image's tokens stand for, each cell's place and words as the processor lays them out
-    ("top left: small red circle, ..." or, around, "top left: small red circle (top left), ...")."""
-    after = (lambda p: f" ({p})") if cell_places == "around" else (lambda p: "")
-    return ", ".join(f"{p}: {w}{after(p)}" for p, w in zip(places, words)) + "."
+    ("top left: small red circle, ..."; around, "top left: small red circle (top left), ..."; bare,
+    "top left small red circle top left, ...")."""
+    return ", ".join(_place_before(p, cell_places) + " " + w + _place_after(p, cell_places)
+                     for p, w in zip(places, words)) + "."
+
+
+def _place_before(place: str, cell_places: str) -> str:
+    return place if cell_places == "bare" else place + ":"
+
+
+def _place_after(place: str, cell_places: str) -> str:
+    return {"before": "", "around": f" ({place})", "bare": f" {place}"}[cell_places]
 
 
 class IllumeVLMProcessor(ProcessorMixin):
@@ -79,8 +91,9 @@ class IllumeVLMProcessor(ProcessorMixin):
         ids: list[int] = []
         last = len(self.image_layout) - 1
         for i, place in enumerate(self.image_layout):
-            ids += self.encode(("" if i == 0 else " ") + place + ":") + [self.image_token_id] * per_cell
-            ids += self.encode((f" ({place})" if self.cell_places == "around" else "") + ("." if i == last else ","))
+            ids += self.encode(("" if i == 0 else " ") + _place_before(place, self.cell_places))
+            ids += [self.image_token_id] * per_cell
+            ids += self.encode(_place_after(place, self.cell_places) + ("." if i == last else ","))
         return ids
 
     @property
