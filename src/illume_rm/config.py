@@ -44,7 +44,7 @@ class ModelConfig:
     # from their place; "before": "top left: <words>, top middle: ..." (the layout until 2026-11-30, which
     # warm-up caches made before then have: that value keeps their keys); "bare": before and after without
     # the colon and brackets ("top left <words> top left, ...": 70 image tokens against 89, so a step costs
-    # less; measured, not the default). README "Each cell's place"
+    # less; measured, not the default). README "Each cell's place", "The places bare"
     cell_places: Literal["before", "around", "bare"] = field(default="around", metadata={"hash_unless": "before"})
     # generation (sampling rationales, answering for evaluation) in fp32, or under bfloat16 autocast; "auto":
     # bf16 where the device runs it natively (a CPU with AMX / AVX512-BF16, a GPU with bf16), else fp32.
