@@ -337,15 +337,9 @@ def test_cell_places_before_keeps_old_warmup_keys_and_a_bad_value_is_refused():
 def test_place_layouts_diagnostic_writes_the_models_layouts_and_reports_each(tiny_grid3, capsys):
     """diagnostics/place_layouts.py: its "before" and "around" texts are the scene text the image tokens
     stand for, and one short run per layout ends in a table row for each."""
-    import importlib.util
-    from pathlib import Path
-
     from illume_rm.data.shapes import scene_text
 
-    path = Path(__file__).parent.parent / "diagnostics" / "place_layouts.py"
-    spec = importlib.util.spec_from_file_location("place_layouts", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _diagnostic("place_layouts")
     data = DataConfig(name="shapes", shapes=ShapesConfig(train=12, val=4, test=2, image_size=64))
     scene = load_examples(data, "train")[0].meta["scene"]
     for layout in ("before", "around", "bare"):
@@ -355,3 +349,35 @@ def test_place_layouts_diagnostic_writes_the_models_layouts_and_reports_each(tin
               "--set", "data.shapes={train: 12, val: 4, test: 2, image_size: 64}", "--set", "warmup.batch_size=4"])
     table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "| 0 |" in line]
     assert [line.split(" | ")[0].strip("| ") for line in table] == ["before", "after", "around", "bare"]
+
+
+def _diagnostic(name: str):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "diagnostics" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_family_as_text_diagnostic_trains_on_one_family_and_reports_each_evaluation(tiny_grid3, capsys):
+    """diagnostics/family_as_text.py: trained on the named family's questions alone (the count it
+    reports is that family's share of the training split), it reports a row at every --every steps and
+    at the end; a recipe without scene graphs is one clear error, not a traceback."""
+    from illume_rm.errors import UserError
+
+    mod = _diagnostic("family_as_text")
+    data = DataConfig(name="shapes", shapes=ShapesConfig(train=12, val=6, test=2, image_size=64))
+    n_exist = sum(e.meta["family"] == "exist" for e in load_examples(data, "train"))
+    tiny = ["--set", f"model.base={tiny_grid3}", "--set", "model.image_size=64",
+            "--set", "data.shapes={train: 12, val: 6, test: 2, image_size: 64}", "--set", "warmup.batch_size=4"]
+    mod.main(["recipes/shapes-warmup.yaml", "--family", "exist", "--steps", "3", "--every", "2", *tiny])
+    out = capsys.readouterr().out
+    assert f"exist: {n_exist} training questions" in out
+    rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| exist |")]
+    assert [int(r[1]) for r in rows] == [2, 3]
+    assert all(0.0 <= float(r[3]) <= 1.0 for r in rows)
+    with pytest.raises(UserError, match="needs shapes"):
+        mod.main(["recipes/vqax-text-critic.yaml", "--family", "exist", *tiny[:2]])
