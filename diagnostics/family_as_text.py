@@ -26,7 +26,7 @@ from illume_rm.data.shapes import FAMILIES
 from illume_rm.errors import UserError, run_script
 from illume_rm.evaluate.accuracy import chance_by_family
 from illume_rm.evaluate.controls import as_text
-from illume_rm.train.warmup import evaluate_answers, train_warmup
+from illume_rm.train.warmup import evaluate_answers, text_questions_config, train_warmup
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -53,9 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     vlm = base_vlm(recipe)
     places = vlm.processor.cell_places
     text_train, text_val = [as_text(e, places) for e in train], [as_text(e, places) for e in val]
-    # the warm-up's own loop and optimiser, on question steps only: no captions, grounding or image terms
-    cfg = replace(recipe.warmup, steps=a.steps, caption_fraction=0.0, grounding_fraction=0.0, eval_every=a.every,
-                  align_steps=0, cell_loss=0.0, items_per_image=1, family_weights=None)
+    # the warm-up's own loop and optimiser, on question steps only (as the text upper bound), one family
+    cfg = replace(text_questions_config(recipe.warmup, a.steps, a.every), family_weights=None)
     rows: list[tuple[int, float]] = []
 
     def on_eval(step: int) -> None:

@@ -214,14 +214,21 @@ def controls(vlm: VLM, val: Sequence[Example]) -> dict:
     return out
 
 
+def text_questions_config(cfg: WarmupConfig, steps: int, eval_every: int | None = None) -> WarmupConfig:
+    """``cfg`` for training on question steps alone with each scene given as text: no caption or
+    grounding steps, and none of the image's terms (projector pre-alignment, per-cell loss, a shared
+    image)."""
+    return replace(cfg, steps=steps, caption_fraction=0.0, grounding_fraction=0.0, eval_every=eval_every,
+                   align_steps=0, cell_loss=0.0, items_per_image=1)
+
+
 def text_upper_bound(vlm: VLM, train: Sequence[Example], val: Sequence[Example], cfg: WarmupConfig, seed: int = 0,
                      log: Callable[[str], None] = print) -> dict:
     """The warm-up's question steps with each scene given as text instead of the image, on a fresh
     language model: val accuracy per family is what perfect perception would buy at that many steps.
     ``vlm`` must be the base model (trained in place)."""
     steps = max(1, round(cfg.steps * (1 - cfg.caption_fraction - cfg.grounding_fraction)))
-    text_cfg = replace(cfg, steps=steps, caption_fraction=0.0, grounding_fraction=0.0, eval_every=None,
-                       align_steps=0, cell_loss=0.0, items_per_image=1)  # no image to share
+    text_cfg = text_questions_config(cfg, steps)
     places = getattr(getattr(vlm, "processor", None), "cell_places", "before")  # as the image tokens are laid out
     text_train, text_val = [as_text(e, places) for e in train], [as_text(e, places) for e in val]
     t = time.time()
