@@ -316,3 +316,20 @@ def test_rl_settings_of_a_run_without_rl_are_no_difference(tmp_path, tiny_vlm_pa
     Run(load_recipe(str(recipe), ["rl.steps=9", "rl.lr=1e-3"]), tmp_path / "run", tiny_vlm_path).prepare()
     with pytest.raises(UserError, match="started with another recipe"):
         Run(load_recipe(str(recipe), ["rl.algorithm=grpo"]), tmp_path / "run", tiny_vlm_path).prepare()
+
+
+def test_trainer_arguments_turn_checkpointing_off_without_a_deprecation_warning(tmp_path):
+    """TRL turns activation checkpointing on by default; the stage turns it off, by the name this
+    transformers takes (the old one prints a FutureWarning on every RL stage)."""
+    import warnings
+
+    import torch
+
+    from illume_rm.train.rl import RLConfig, _trainer_args
+
+    for algorithm in ("grpo", "rloo"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            args = _trainer_args(RLConfig(algorithm=algorithm), tmp_path / algorithm, 0, torch.device("cpu"))
+        assert not args.gradient_checkpointing
+        assert not [w for w in caught if "checkpointing" in str(w.message)]

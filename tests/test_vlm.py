@@ -45,7 +45,7 @@ def test_tiny_model_overfits_and_generates_with_and_without_image(tiny_vlm_path,
     torch.manual_seed(0)
     opt = torch.optim.AdamW([p for p in vlm.model.parameters() if p.requires_grad], lr=3e-3)
     vlm.model.train()
-    first = float(vlm.loss(items))
+    first = float(vlm.loss(items).detach())
     for _ in range(150):
         loss = vlm.loss(items)
         opt.zero_grad()
@@ -374,3 +374,24 @@ def test_rationale_examples_can_leave_their_answer_out_of_the_loss(tiny_vlm_path
         with torch.no_grad():
             lean[on_answer] = sum(vlm.target_logprobs(yes)) - before
     assert lean[True] > 3 and lean[False] < lean[True] / 3
+
+
+def test_adapters_are_added_saved_and_loaded_without_library_warnings(tiny_vlm_path, tmp_path, shapes_small):
+    """A run's log carries no warnings about code that is not the user's: PEFT reads transformers'
+    deprecated ``is_gradient_checkpointing`` when wrapping a model, and on saving looks for the base
+    model's config where the built-in VLM has none (or asks the Hub)."""
+    import warnings
+
+    from illume_rm.train.lora import LoraConfig, add_lora, load_adapter, merge_lora, save_adapter
+
+    vlm = load_vlm(tiny_vlm_path)
+    (tmp_path / "weights").mkdir()  # as the shipped model's: its weights' folder holds no config.json
+    vlm.model.language_model.name_or_path = str(tmp_path / "weights")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        add_lora(vlm, LoraConfig(r=4, alpha=8))
+        save_adapter(vlm, tmp_path / "adapter")
+        merge_lora(vlm)
+        load_adapter(load_vlm(tiny_vlm_path), tmp_path / "adapter")
+    assert [str(w.message) for w in caught] == []
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()

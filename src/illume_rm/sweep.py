@@ -540,7 +540,7 @@ def plot(path: Path, done: dict, gold_group: str) -> None:
         agree_ax.xaxis.set_minor_formatter(NullFormatter())
     agree_ax.set_xlabel("seed judgements (the reward model's training set)")
     agree_ax.set_title("reward model vs gold: ROC-AUC, unseen candidates")
-    if agree_ax.lines:
+    if len(agree_ax.lines) > 1:  # a labelled line besides the chance line
         agree_ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

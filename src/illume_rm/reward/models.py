@@ -35,6 +35,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..compat import checkpointing_off
 from ..errors import MissingDependency, UserError
 from ..records import Candidate, Example, write_json
 
@@ -372,7 +373,7 @@ class PairwiseReward:
             args = TRLRewardConfig(output_dir=tmp, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
                                    learning_rate=cfg.lr, seed=cfg.seed, save_strategy="no", report_to="none",
                                    max_length=cfg.max_length, eos_token=self.tokenizer.sep_token,
-                                   use_cpu=not torch.cuda.is_available(), logging_steps=10)
+                                   use_cpu=not torch.cuda.is_available(), logging_steps=10, **checkpointing_off())
             trainer = RewardTrainer(model=self.model, args=args, processing_class=self.tokenizer,
                                     train_dataset=Dataset.from_dict({"chosen": chosen, "rejected": rejected}))
             trainer.train()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from ..compat import hide_checkpointing_deprecation
 from ..errors import UserError
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -48,13 +49,15 @@ def add_lora(vlm, cfg: LoraConfig) -> torch.nn.Module:
     model = vlm.trainable_model()
     model.requires_grad_(False)
     if _is_builtin(model):
-        model.language_model = get_peft_model(model.language_model, _peft_config(cfg, True))
+        with hide_checkpointing_deprecation():
+            model.language_model = get_peft_model(model.language_model, _peft_config(cfg, True))
         if cfg.train_projector:
             model.projector.requires_grad_(True)
             model.image_positions.requires_grad_(True)
         return model
     try:
-        vlm.model = get_peft_model(model, _peft_config(cfg, False))
+        with hide_checkpointing_deprecation():
+            vlm.model = get_peft_model(model, _peft_config(cfg, False))
     except ValueError as exc:
         if "not found" not in str(exc) and "match" not in str(exc):
             raise
@@ -78,7 +81,10 @@ def save_adapter(vlm, path: str | Path) -> None:
     part = _peft_part(vlm)
     if part is None:
         raise UserError("this model has no adapters to save")
-    part.save_pretrained(path)
+    # the adapters never resize the vocabulary: False spares PEFT's check of the base model's config,
+    # which it looks for at base_model_name_or_path (the built-in VLM's is the weights' package, which
+    # has none: a warning on every save) or else asks the Hugging Face Hub about
+    part.save_pretrained(path, save_embedding_layers=False)
 
 
 def require_adapter(path: str | Path) -> Path:
@@ -98,10 +104,11 @@ def load_adapter(vlm, path: str | Path) -> None:
 
     path = require_adapter(path)
     model = vlm.model
-    if _is_builtin(model):
-        model.language_model = PeftModel.from_pretrained(model.language_model, path).merge_and_unload()
-    else:
-        vlm.model = PeftModel.from_pretrained(model, path).merge_and_unload()
+    with hide_checkpointing_deprecation():
+        if _is_builtin(model):
+            model.language_model = PeftModel.from_pretrained(model.language_model, path).merge_and_unload()
+        else:
+            vlm.model = PeftModel.from_pretrained(model, path).merge_and_unload()
     vlm.model.eval()
 
 

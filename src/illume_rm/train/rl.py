@@ -45,6 +45,7 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
+from ..compat import checkpointing_off, hide_checkpointing_deprecation
 from ..errors import UserError
 from ..records import Candidate, Example, atomic_write_text, write_json
 from ..vlm.base import answer_prompt, parse_answer
@@ -204,7 +205,8 @@ def top_level_policy(vlm, adapter: str | Path):
 
     adapter = require_adapter(adapter)
     if not _is_builtin(vlm):
-        vlm.model = PeftModel.from_pretrained(vlm.model, adapter, is_trainable=True)
+        with hide_checkpointing_deprecation():
+            vlm.model = PeftModel.from_pretrained(vlm.model, adapter, is_trainable=True)
         return vlm.model
     spec = json.loads((adapter / "adapter_config.json").read_text())
     targets = spec["target_modules"]
@@ -214,7 +216,8 @@ def top_level_policy(vlm, adapter: str | Path):
     cfg = LoraConfig(r=spec["r"], lora_alpha=spec["lora_alpha"], lora_dropout=spec.get("lora_dropout", 0.0),
                      target_modules=LORA_TARGET_RE.format("|".join(targets)))
     vlm.model.requires_grad_(False)
-    policy = get_peft_model(vlm.model, cfg)
+    with hide_checkpointing_deprecation():
+        policy = get_peft_model(vlm.model, cfg)
     nested = load_file(str(adapter / "adapter_model.safetensors"))
     moved = {k.replace("base_model.model.", "base_model.model.language_model.", 1): v for k, v in nested.items()}
     result = set_peft_model_state_dict(policy, moved)
@@ -239,7 +242,7 @@ def save_policy(policy, vlm, start_adapter: Path, out: Path) -> None:
         save_file(nested, str(tmp / "adapter_model.safetensors"))
         shutil.copy(start_adapter / "adapter_config.json", tmp / "adapter_config.json")
     else:
-        policy.save_pretrained(tmp, selected_adapters=["default"])
+        policy.save_pretrained(tmp, selected_adapters=["default"], save_embedding_layers=False)
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
@@ -402,7 +405,7 @@ def _trainer_args(cfg: RLConfig, out: Path, seed: int, device: torch.device):
         num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_length,
         temperature=cfg.temperature, logging_steps=1, save_strategy="steps", save_steps=cfg.eval_every,
         save_only_model=False, report_to=[], seed=seed, data_seed=seed, bf16=False, fp16=False,
-        gradient_checkpointing=False, use_cpu=device.type == "cpu", disable_tqdm=False,
+        **checkpointing_off(), use_cpu=device.type == "cpu", disable_tqdm=False,
         remove_unused_columns=False, lr_scheduler_type="constant", warmup_steps=0,
         dataloader_num_workers=0, log_completions=False,
     )
@@ -502,7 +505,8 @@ def run_rl(vlm, start_adapter: Path, reward_dir: Path, train: Sequence[Example],
     log(f"RL ({cfg.algorithm}): {cfg.steps} steps of {cfg.prompts_per_step} questions x {cfg.num_generations} "
         f"completions, beta {cfg.beta}, rewards " + ", ".join(f"{f.__name__} x{w:g}" for f, w in zip(funcs, weights))
         + (f"; resuming from {resume}" if resume else ""))
-    trainer.train(resume_from_checkpoint=resume)
+    with hide_checkpointing_deprecation():  # TRL reads it at every generation
+        trainer.train(resume_from_checkpoint=resume)
     logs = [h for h in trainer.state.log_history if "loss" in h or "reward" in h]
     best = monitor.best
     # the adapter kept: the best evaluation's (the start's, if RL never beat it)
