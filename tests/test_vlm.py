@@ -376,7 +376,7 @@ def test_rationale_examples_can_leave_their_answer_out_of_the_loss(tiny_vlm_path
     assert lean[True] > 3 and lean[False] < lean[True] / 3
 
 
-def test_adapters_are_added_saved_and_loaded_without_library_warnings(tiny_vlm_path, tmp_path, shapes_small):
+def test_adapters_are_added_saved_and_loaded_without_library_warnings(tiny_vlm_path, tmp_path):
     """A run's log carries no warnings about code that is not the user's: PEFT reads transformers'
     deprecated ``is_gradient_checkpointing`` when wrapping a model, and on saving looks for the base
     model's config where the built-in VLM has none (or asks the Hub)."""
