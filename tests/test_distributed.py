@@ -145,12 +145,13 @@ def test_processes_started_with_different_commands_are_refused_before_work(runs,
 def test_every_process_tears_its_process_group_down_before_exit(runs, tmp_path):
     """Left to interpreter finalisation, gloo's threads can abort a process (SIGABRT) after its work
     is done. Each process, main or serving, must leave the command with no process group; a refused
-    command too."""
+    command too. (The script then ends as the `illume-rm` entry point ends a command run by several
+    processes, with ``os._exit``: its own finalisation is not what is tested here.)"""
     script = tmp_path / "after.py"
     script.write_text(
         "import os, sys\nimport torch.distributed as dist\nfrom illume_rm.cli import cli\n"
         "try:\n    cli(sys.argv[1:], standalone_mode=False)\nexcept SystemExit:\n    pass\n"
-        "print('rank', os.environ['RANK'], 'initialised', dist.is_initialized())\n")
+        "print('rank', os.environ['RANK'], 'initialised', dist.is_initialized(), flush=True)\nos._exit(0)\n")
     env = {**os.environ, "ILLUME_RM_CACHE": str(runs["root"] / "cache1")}
     for args in (["sample", runs["recipe"], "--out", tmp_path / "c.jsonl", "--set", "sampling.train_examples=2"],
                  ["rl", runs["recipe"], "--adapter", tmp_path, "--reward", tmp_path, "--out", tmp_path / "o"]):
