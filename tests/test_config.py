@@ -49,11 +49,25 @@ def test_extends_errors_name_the_file(tmp_path):
 def test_the_shipped_loop_recipes_share_their_warm_up():
     demo = warm_key(load_recipe(str(RECIPES / "shapes-warmup.yaml")))
     for name in ("shapes-critic", "shapes-oracle", "shapes-compare", "shapes-gt-sft", "shapes-answer-only",
-                 "shapes-sweep"):
+                 "shapes-sweep", "shapes-critic-seeds"):
         assert "extends: shapes-" in (RECIPES / f"{name}.yaml").read_text()
         assert warm_key(load_recipe(str(RECIPES / f"{name}.yaml"))) == demo, name
     full = warm_key(load_recipe(str(RECIPES / "shapes-warmup-full.yaml")))
     assert warm_key(load_recipe(str(RECIPES / "shapes-critic-full.yaml"))) == full
+
+
+def test_the_seeds_recipe_is_the_demo_loop_at_three_loop_seeds():
+    """`recipes/shapes-critic-seeds.yaml` (README, "Fine-tuning under bf16"): its sweep's cells are the
+    demo's critic loop at seeds 0-2, nothing else changed."""
+    from illume_rm.sweep import cells
+
+    seeds = load_recipe(str(RECIPES / "shapes-critic-seeds.yaml")).check()
+    assert [(c.name, c.overrides) for c in cells(seeds.sweep)] == [
+        (f"critic-s{s}", [f"seed={s}", 'selector.name="critic"']) for s in (0, 1, 2)]
+    demo = load_recipe(str(RECIPES / "shapes-critic.yaml")).check()
+    cell = load_recipe(str(RECIPES / "shapes-critic-seeds.yaml"), ["seed=1", "sweep={}"]).check()
+    demo.seed, demo.name = 1, cell.name
+    assert cell == demo
 
 
 def test_the_warm_up_key_leaves_out_where_it_runs_and_what_is_measured():
