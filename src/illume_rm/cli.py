@@ -21,8 +21,9 @@ class Group(click.Group):
         threads have aborted a serving process (SIGABRT, "terminate called without an active
         exception") during interpreter finalisation even after ``destroy_process_group``, rarely
         (once in CI; not reproduced here in 45 launches), which turned a finished command into a
-        failed one. Nothing is left for finalisation to do: every file is written and closed
-        (written whole, then renamed: ``records.atomic_write_text``), and the standard streams and logging are flushed first."""
+        failed one. Nothing is left for finalisation to do: the command's files are closed by then
+        (records are written whole and renamed, ``records.atomic_write_text``; nothing appends), and
+        the standard streams and logging are flushed first."""
         if not standalone_mode or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
