@@ -395,3 +395,20 @@ def test_adapters_are_added_saved_and_loaded_without_library_warnings(tiny_vlm_p
         load_adapter(load_vlm(tiny_vlm_path), tmp_path / "adapter")
     assert [str(w.message) for w in caught] == []
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_evaluation_batches_change_nothing_but_speed(tiny_vlm_path, shapes_small):
+    """``sampling.eval_batch_size`` groups the greedy evaluation's questions (answer, then rationale);
+    no draw depends on it, so every candidate is the same at any size."""
+    import dataclasses
+
+    from illume_rm.data import load_examples
+    from illume_rm.sampling import SamplingConfig, explain
+
+    vlm = load_vlm(tiny_vlm_path)
+    exs = load_examples(shapes_small, "val")[:9]
+    runs = [explain(vlm, exs, dataclasses.replace(SamplingConfig(max_new_tokens=8), eval_batch_size=n), progress=False)
+            for n in (2, 128)]
+    assert len({round(c.logprob, 2) for c in runs[0]}) > 1  # the rows can be told apart (a tiny model's texts repeat)
+    assert [(c.id, c.answer, c.rationale) for c in runs[0]] == [(c.id, c.answer, c.rationale) for c in runs[1]]
+    assert [c.logprob for c in runs[0]] == pytest.approx([c.logprob for c in runs[1]], abs=1e-4)

@@ -166,6 +166,33 @@ def test_swapped_images_are_another_scenes_and_grounding_questions_by_kind(shape
     assert all((a == "nothing") == (k == "what_empty") for _, q, a, k in items if q.startswith("What"))
 
 
+def test_accuracy_and_swapped_accuracy_in_one_pass_ask_each_image_once_and_keep_each_answer_its_question(shapes64):
+    """The warm-up's after and swapped accuracies come from one answering pass with each image's own and
+    swapped-in questions side by side; a model that answers right only of the question's own scene
+    scores 1 on every family and 0 swapped (a mix-up of the two halves would show)."""
+    from illume_rm.evaluate.controls import swap_images
+    from illume_rm.train.warmup import evaluate_answers, evaluate_with_swapped
+
+    val = load_examples(shapes64, "val")
+    own = {e.question + e.id: e.image for e in val}
+    calls = []
+
+    class SeesOnlyItsOwnScene:
+        def answer(self, examples):
+            calls.append([e.image for e in examples])
+            return [e.answers[0] if own[e.question + e.id] == e.image else "zebra" for e in examples]
+
+    after, swapped = evaluate_with_swapped(SeesOnlyItsOwnScene(), val)
+    assert set(after) == set(swapped) and len(after) > 2
+    assert all(v == 1.0 for v in after.values()) and all(v == 0.0 for v in swapped.values())
+    assert len(calls) == 1 and len(calls[0]) == 2 * len(val)
+    images = calls[0]
+    assert all(images.index(img) + images.count(img) - 1 == len(images) - 1 - images[::-1].index(img) for img in images)
+    # the same as the two passes it replaces
+    assert (after, swapped) == (evaluate_answers(SeesOnlyItsOwnScene(), val),
+                                evaluate_answers(SeesOnlyItsOwnScene(), swap_images(val)))
+
+
 def test_warmup_report_has_the_controls_and_the_text_upper_bound(tiny_grid3, tmp_path):
     args = ["warmup", "--set", f"model.base={tiny_grid3}", "--set", "model.image_size=64",
             "--set", "data.shapes={train: 20, val: 6, test: 2, image_size: 64}",

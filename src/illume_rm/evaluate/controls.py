@@ -45,7 +45,7 @@ def grounding_items(examples: Sequence[Example], limit: int = GROUNDING_IMAGES) 
 
 
 def grounding_accuracy(vlm: VLM, examples: Sequence[Example], limit: int = GROUNDING_IMAGES,
-                       batch_size: int = 32) -> dict[str, float]:
+                       batch_size: int = 128) -> dict[str, float]:
     """Exact-answer accuracy of each kind of grounding question (empty when the data has none)."""
     from tqdm.auto import tqdm
 

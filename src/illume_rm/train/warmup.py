@@ -159,6 +159,22 @@ def evaluate_answers(vlm: VLM, val: Sequence[Example]) -> dict[str, float]:
     return accuracy_by_family(val, vlm.answer(val))
 
 
+def evaluate_with_swapped(vlm: VLM, val: Sequence[Example]) -> tuple[dict[str, float], dict[str, float] | None]:
+    """Per-family accuracy on ``val`` and with each image swapped for another scene's (None without
+    images), in one pass: the questions about each image, its own and those swapped onto it, are asked
+    together, so the built-in VLM reads each image once for both (its tokens are most of a prompt).
+    The same answers as two passes (greedy; checked on the demo's 600 questions, 48 s against 65)."""
+    if not any(ex.image for ex in val):
+        return evaluate_answers(vlm, val), None
+    swapped = swap_images(val)
+    both = list(val) + swapped
+    order = sorted(range(len(both)), key=lambda i: both[i].image or "")  # stable: each image's questions together
+    preds: list[str] = [""] * len(both)
+    for i, pred in zip(order, vlm.answer([both[i] for i in order])):
+        preds[i] = pred
+    return accuracy_by_family(val, preds[:len(val)]), accuracy_by_family(swapped, preds[len(val):])
+
+
 def format_table(before: dict, after: dict | None, chance: dict, swapped: dict | None = None,
                  text: dict | None = None) -> str:
     """Per family: chance, before, after; with the controls, the accuracy with each image swapped for
@@ -199,11 +215,14 @@ def format_controls(report: dict) -> str:
     return "\n".join(lines)
 
 
-def controls(vlm: VLM, val: Sequence[Example]) -> dict:
-    """swapped (per-family accuracy, each image another scene's), grounding (what/where questions) and
-    cells (the image tokens' words against the scene graph), where the data allows each."""
+def controls(vlm: VLM, val: Sequence[Example], swapped: dict[str, float] | None = None) -> dict:
+    """swapped (per-family accuracy, each image another scene's; measured here unless given), grounding
+    (what/where questions) and cells (the image tokens' words against the scene graph), where the data
+    allows each."""
     out: dict = {}
-    if any(ex.image for ex in val):
+    if swapped is not None:
+        out["swapped"] = swapped
+    elif any(ex.image for ex in val):
         out["swapped"] = evaluate_answers(vlm, swap_images(val))
     grounding = grounding_accuracy(vlm, val)
     if grounding:
@@ -314,11 +333,11 @@ def run_warmup(vlm: VLM, train: Sequence[Example], val: Sequence[Example], cfg: 
     t1 = time.time()
     losses = train_warmup(vlm, train, cfg, seed, log, on_eval)
     train_s = time.time() - t1 - eval_s  # training alone, without the curve's evaluations
-    after = evaluate_answers(vlm, val)
+    after, swapped = evaluate_with_swapped(vlm, val)
     curve.append({"step": cfg.steps, **after})
     report = {"before": before, "after": after, "chance": chance, "val_questions": len(val),
               "train_seconds": train_s, "losses": losses, "curve": curve, "config": asdict(cfg), "seed": seed}
-    report.update(controls(vlm, val))
+    report.update(controls(vlm, val, swapped))
     report["total_seconds"] = time.time() - t0
     log(f"val answer accuracy ({len(val)} questions), warm-up took {train_s / 60:.1f} min of training:\n"
         + format_controls(report))

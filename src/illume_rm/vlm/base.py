@@ -110,9 +110,10 @@ class VLM(abc.ABC):
         self.model.save_pretrained(path)
         self.processor.save_pretrained(path)
 
-    def answer(self, examples: Sequence[Example], batch_size: int = 32, template: str = ANSWER_TEMPLATE) -> list[str]:
+    def answer(self, examples: Sequence[Example], batch_size: int = 128, template: str = ANSWER_TEMPLATE) -> list[str]:
         """Greedy short answers (a progress bar when there is more than one batch; the batches shared
-        out among processes when there are several)."""
+        out among processes when there are several). Batches of 128: on a CPU each decoding step costs
+        about as much whatever the batch, so fewer, larger batches are faster (benchmarks/eval_batch.py)."""
         from tqdm.auto import tqdm
 
         from ..distributed import processes
