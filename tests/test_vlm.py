@@ -412,3 +412,26 @@ def test_evaluation_batches_change_nothing_but_speed(tiny_vlm_path, shapes_small
     assert len({round(c.logprob, 2) for c in runs[0]}) > 1  # the rows can be told apart (a tiny model's texts repeat)
     assert [(c.id, c.answer, c.rationale) for c in runs[0]] == [(c.id, c.answer, c.rationale) for c in runs[1]]
     assert [c.logprob for c in runs[0]] == pytest.approx([c.logprob for c in runs[1]], abs=1e-4)
+
+
+def test_batches_sampled_together_draw_what_each_draws_alone(tiny_vlm_path, shapes_small, monkeypatch):
+    """Sampling decodes several batches in one call, each from its own seed over its own rows: the
+    candidates are those of one call per batch (which processes rely on: a batch's samples never
+    depend on what it was decoded beside)."""
+    import illume_rm.sampling as sampling
+    from illume_rm.data import load_examples
+    from illume_rm.sampling import SamplingConfig, sample_candidates
+
+    vlm = load_vlm(tiny_vlm_path)
+    exs = load_examples(shapes_small, "train")[:10]
+    cfg = SamplingConfig(batch_size=3, max_new_tokens=8, top_k=20, temperatures=[0.7, 1.5])
+    runs = []
+    for rows in (1, 10_000):  # one batch a call; all four batches in one call
+        monkeypatch.setattr(sampling, "SAMPLED_ROWS_PER_CALL", rows)
+        runs.append(sample_candidates(vlm, exs, cfg, seed=5, progress=False))
+    assert len({c.rationale for c in runs[0]}) > 5
+    assert [(c.id, c.rationale) for c in runs[0]] == [(c.id, c.rationale) for c in runs[1]]
+    assert [c.logprob for c in runs[0]] == pytest.approx([c.logprob for c in runs[1]], abs=1e-4)
+    # and a batch's samples are not its neighbours': another seed draws others
+    other = sample_candidates(vlm, exs, cfg, seed=6, progress=False)
+    assert [c.rationale for c in other] != [c.rationale for c in runs[1]]

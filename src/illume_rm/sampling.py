@@ -22,6 +22,10 @@ from .records import Candidate, Example
 from .vlm.base import VLM, answer_prompt, parse_answer
 
 RATIONALE_TEMPLATE = "Q: {question} A: {answer}, seeing that"
+# Sampling decodes this many rows (examples x samples) at once, several batches together, each batch
+# still drawing from its own seed: on a CPU a decoding step costs nearly as much for 64 rows as for 256
+# (benchmarks/sampling_speed.py). Memory: the rows' keys and values, about 6 MB a row here.
+SAMPLED_ROWS_PER_CALL = 256
 
 
 @dataclass
@@ -74,20 +78,22 @@ def sample_candidates(vlm: VLM, examples: Sequence[Example], cfg: SamplingConfig
 
     procs = processes()
     starts = list(range(0, len(examples), cfg.batch_size))
-    bar = tqdm(total=len(examples) * len(cfg.temperatures) * cfg.samples_per_temperature,
-               desc=f"sampling rationales (iteration {iteration})", unit="rationale",
+    per = len(cfg.temperatures) * cfg.samples_per_temperature
+    together = max(1, SAMPLED_ROWS_PER_CALL // max(1, cfg.batch_size * per))  # batches decoded in one call
+    calls = [starts[i:i + together] for i in range(0, len(starts), together)]
+    bar = tqdm(total=len(examples) * per, desc=f"sampling rationales (iteration {iteration})", unit="rationale",
                disable=not progress or not procs.is_main)
 
-    def one(start: int) -> list:
-        chunk = examples[start:start + cfg.batch_size]
-        items = [(ex.image, rationale_prompt(ex, ex.answer, cfg.template), None) for ex in chunk]
-        groups = vlm.sample_groups(items, cfg.temperatures, cfg.samples_per_temperature,
-                                   max_new_tokens=cfg.max_new_tokens, top_k=cfg.top_k,
-                                   seed=batch_seed(seed, start))
-        procs.advance(bar, len(chunk) * len(cfg.temperatures) * cfg.samples_per_temperature)
+    def one(call: list[int]) -> list:
+        chunks = [examples[start:start + cfg.batch_size] for start in call]
+        groups = vlm.sample_group_batches(
+            [[(ex.image, rationale_prompt(ex, ex.answer, cfg.template), None) for ex in chunk] for chunk in chunks],
+            [batch_seed(seed, start) for start in call], cfg.temperatures, cfg.samples_per_temperature,
+            max_new_tokens=cfg.max_new_tokens, top_k=cfg.top_k)
+        procs.advance(bar, sum(len(chunk) for chunk in chunks) * per)
         return groups
 
-    per_batch = procs.map(one, starts)
+    per_batch = [groups for part in procs.map(one, calls) for groups in part]
     bar.close()
     out: list[Candidate] = []
     seen: set[tuple[str, str]] = set()

@@ -98,6 +98,13 @@ class VLM(abc.ABC):
                                             top_k=top_k, num_return_sequences=k))
         return out
 
+    def sample_group_batches(self, batches: Sequence[Sequence[Item]], seeds: Sequence[int],
+                             temperatures: Sequence[float], k: int, max_new_tokens: int = 24,
+                             top_k: int = 0) -> list[list[list[list[tuple[str, float]]]]]:
+        """``sample_groups`` of each batch with its own seed (the built-in VLM decodes them together)."""
+        return [self.sample_groups(items, temperatures, k, max_new_tokens=max_new_tokens, top_k=top_k, seed=seed)
+                for items, seed in zip(batches, seeds)]
+
     model: torch.nn.Module
     processor: object
 
