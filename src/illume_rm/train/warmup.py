@@ -163,7 +163,8 @@ def evaluate_with_swapped(vlm: VLM, val: Sequence[Example]) -> tuple[dict[str, f
     """Per-family accuracy on ``val`` and with each image swapped for another scene's (None without
     images), in one pass: the questions about each image, its own and those swapped onto it, are asked
     together, so the built-in VLM reads each image once for both (its tokens are most of a prompt).
-    The same answers as two passes (greedy; checked on the demo's 600 questions, 48 s against 65)."""
+    The same answers as two passes (greedy; on the demo's 600 questions 45 s against 62 for two passes
+    in batches of 32: benchmarks/eval_batch.py)."""
     if not any(ex.image for ex in val):
         return evaluate_answers(vlm, val), None
     swapped = swap_images(val)
