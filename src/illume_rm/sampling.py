@@ -23,8 +23,9 @@ from .vlm.base import VLM, answer_prompt, parse_answer
 
 RATIONALE_TEMPLATE = "Q: {question} A: {answer}, seeing that"
 # Sampling decodes this many rows (examples x samples) at once, several batches together, each batch
-# still drawing from its own seed: on a CPU a decoding step costs nearly as much for 64 rows as for 256
-# (benchmarks/sampling_speed.py). Memory: the rows' keys and values, about 6 MB a row here.
+# still drawing from its own seed: the demo's sampling ran 1.17x faster at 256 rows a call than at one
+# 64-row batch a call, the same candidates (benchmarks/eval_batch.py). Memory: the rows' keys and values,
+# about 6 MB a row for the built-in VLM's ~130-token rows (30 layers x 2 x 3 heads x 64 x 4 bytes a token).
 SAMPLED_ROWS_PER_CALL = 256
 
 
@@ -36,7 +37,8 @@ class SamplingConfig:
     max_new_tokens: int = 24
     batch_size: int = 16               # examples per sampling call (each draws from its own seed: see batch_seed)
     # examples per greedy call when evaluating (explain): no random draws, so the batches change nothing but
-    # speed; 128 evaluated the demo's 150 questions in 20 s against 28 at 16, the same answers and rationales
+    # speed; 128 evaluated the demo's 150 questions in 21 s against 29 at 16, the same answers and rationales
+    # (benchmarks/eval_batch.py)
     eval_batch_size: int = 128
     template: str = RATIONALE_TEMPLATE
     answer_template: str = "Q: {question} A:"
