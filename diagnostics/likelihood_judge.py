@@ -24,6 +24,26 @@ from illume_rm.errors import UserError, run_script
 from illume_rm.records import Candidate, Judgement, read_jsonl
 
 
+def within_question(judged: list[Judgement], cands: dict[str, Candidate]) -> tuple[float, int, int]:
+    """Over every (accepted, rejected) pair of candidates of the same question: how many times the
+    accepted one has the higher log-probability (ties count half), the number of pairs, and of
+    questions with both verdicts. The global ROC-AUC also rewards telling questions (or families)
+    that yield true rationales from those that do not; this is the ranking within one."""
+    by_question: dict[str, list[tuple[float, bool]]] = {}
+    for j in judged:
+        c = cands[j.candidate_id]
+        by_question.setdefault(c.example_id, []).append((c.logprob, bool(j.accepted)))
+    wins, pairs, questions = 0.0, 0, 0
+    for rows in by_question.values():
+        yes = [lp for lp, ok in rows if ok]
+        no = [lp for lp, ok in rows if not ok]
+        if yes and no:
+            questions += 1
+            pairs += len(yes) * len(no)
+            wins += sum((a > b) + 0.5 * (a == b) for a in yes for b in no)
+    return wins, pairs, questions
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("candidates")
@@ -43,6 +63,11 @@ def main(argv: list[str] | None = None) -> None:
     x = np.stack([lp, lp / words, words], 1)
     print(f"{len(y)} judgements, {int(y.sum())} accepted")
     print(f"ROC-AUC of the sampling model's log-probability, no training: {roc_auc_score(y, lp):.3f}")
+    wins, pairs, questions = within_question(judged, cands)
+    if pairs:
+        print(f"within a question (what selecting among a question's samples needs): the accepted rationale "
+              f"more likely than the rejected one in {wins / pairs:.3f} of {pairs} pairs ({questions} questions "
+              "with both)")
     n_seed = max(2, round(a.seed_size * len(y)))
     fitted, raw = [], []
     for s in range(a.splits):
@@ -54,6 +79,9 @@ def main(argv: list[str] | None = None) -> None:
         m = LogisticRegression(class_weight="balanced", max_iter=1000).fit(x[seed], y[seed])
         fitted.append(roc_auc_score(y[rest], m.decision_function(x[rest])))
         raw.append(roc_auc_score(y[rest], lp[rest]))
+    if not fitted:
+        print(f"calibration: no split's seed of {n_seed} (or its rest) held both verdicts")
+        return
     se = lambda v: statistics.stdev(v) / len(v) ** 0.5 if len(v) > 1 else float("nan")  # noqa: E731
     print(f"calibrated on {n_seed} judgements, scored on the other {len(y) - n_seed} ({len(fitted)} splits): "
           f"ROC-AUC {statistics.mean(fitted):.3f} ± {se(fitted):.3f} (raw log-probability on the same: "

@@ -290,3 +290,32 @@ def test_a_fold_with_one_class_is_refused(tmp_path, monkeypatch):
     one = [(ex, c, y and ex.id == examples[0].id) for ex, c, y in rows]
     with pytest.raises(UserError, match="judgements of fold [1-4] of 4 hold only one class"):
         train_reward(one, RewardConfig(threshold_folds=4), tmp_path / "rm", log=lambda *_: None)
+
+
+def test_likelihood_diagnostic_separates_ranking_within_a_question_from_ranking_across_questions(tmp_path, capsys):
+    """diagnostics/likelihood_judge.py, on verdicts written by hand: within each question the true
+    rationale is the more likely one, but the two questions sit at different levels (question b's
+    false rationale is more likely than question a's true one), so the global ROC-AUC is below 1 and
+    the within-question share is exactly 1; a third question with one verdict only adds no pair."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "likelihood_judge", Path(__file__).parent.parent / "diagnostics" / "likelihood_judge.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = [("a", "a1", -9.0, True), ("a", "a2", -12.0, False), ("a", "a3", -11.0, False),
+            ("b", "b1", -3.0, True), ("b", "b2", -5.0, False), ("c", "c1", -4.0, True)]
+    write_jsonl(tmp_path / "c.jsonl", [Candidate(id=i, example_id=q, answer="x", rationale=f"it is {i}", logprob=lp)
+                                       for q, i, lp, _ in rows])
+    write_jsonl(tmp_path / "j.jsonl", [Judgement(candidate_id=i, accepted=ok, score=float(ok), selector="person")
+                                       for _, i, _, ok in rows])
+    mod.main([str(tmp_path / "c.jsonl"), str(tmp_path / "j.jsonl"), "--splits", "2", "--seed-size", "0.5"])
+    out = capsys.readouterr().out
+    assert "no training: 0.889" in out  # 8 of the 9 (true, false) pairs in order: a1 (-9) is below b2 (-5)
+    assert "in 1.000 of 3 pairs (2 questions with both)" in out
+    # one pair out of order within a question shows
+    rows[1] = ("a", "a2", -8.0, False)
+    write_jsonl(tmp_path / "c.jsonl", [Candidate(id=i, example_id=q, answer="x", rationale=f"it is {i}", logprob=lp)
+                                       for q, i, lp, _ in rows])
+    mod.main([str(tmp_path / "c.jsonl"), str(tmp_path / "j.jsonl"), "--splits", "2", "--seed-size", "0.5"])
+    assert "in 0.667 of 3 pairs" in capsys.readouterr().out
