@@ -1,5 +1,5 @@
 """Evaluation and sampling in larger batches against the batches before, in one run, same model and
-questions, each pair interleaved (a machine that slows down slows both):
+questions, each pair back to back and, with --rounds N, alternating N times (the median of each side):
 
 1. warm-up answers (`VLM.answer`, 6 new tokens) on the val split: batches of 32 against 128;
 2. the warm-up's accuracy and swapped-image control: two passes (own images, then each question on
