@@ -59,14 +59,8 @@ def main() -> None:
                 accuracy_by_family(val, vlm.answer(swap_images(val), batch_size=32)))
 
     def sample(rows):
-        def run():
-            saved, sampling.SAMPLED_ROWS_PER_CALL = sampling.SAMPLED_ROWS_PER_CALL, rows
-            try:
-                return [(c.id, c.rationale) for c in sampling.sample_candidates(vlm, to_sample, recipe.sampling,
-                                                                                seed=recipe.seed, progress=False)]
-            finally:
-                sampling.SAMPLED_ROWS_PER_CALL = saved
-        return run
+        return lambda: [(c.id, c.rationale) for c in sampling.sample_candidates(
+            vlm, to_sample, recipe.sampling, seed=recipe.seed, progress=False, rows_per_call=rows)]
 
     def explain(n):
         cfg = dataclasses.replace(recipe.sampling, eval_batch_size=n)

@@ -131,3 +131,15 @@ def test_one_fold_for_the_reward_threshold_is_refused():
     r = CliRunner().invoke(cli, ["train-reward", "--candidates", "c.jsonl", "--judgements", "j.jsonl", "--out", "rm",
                                  "--set", "selector.reward.threshold_folds=1"])
     assert r.exit_code == 2 and "threshold_folds: 1" in r.output, r.output
+
+
+@pytest.mark.parametrize("key", ["batch_size", "eval_batch_size"])
+def test_a_sampling_batch_of_no_questions_is_refused_before_any_work(key, tmp_path):
+    from click.testing import CliRunner
+
+    from illume_rm.cli import cli
+
+    r = CliRunner().invoke(cli, ["sample", "--set", f"sampling.{key}=0", "--evaluation", "--out", str(tmp_path / "c.jsonl")])
+    assert r.exit_code == 2, r.output
+    assert f"sampling.{key}: 0" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "c.jsonl").exists()

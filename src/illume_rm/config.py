@@ -118,6 +118,9 @@ class Recipe:
 
         one_of("data.name", self.data.name, DATASETS)
         one_of("finetune.mode", self.finetune.mode, MODES)
+        for key in ("batch_size", "eval_batch_size"):
+            if getattr(self.sampling, key) < 1:
+                raise UserError(f"sampling.{key}: {getattr(self.sampling, key)} (questions a call: at least 1)")
         one_of("selector.rule.kind", self.selector.rule.kind, ("threshold", "adaptive", "topk"))
         one_of("selector.reward.kind", self.selector.reward.kind, KINDS)
         if self.selector.reward.threshold_folds == 1 or self.selector.reward.threshold_folds < 0:

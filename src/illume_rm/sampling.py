@@ -71,17 +71,20 @@ def batch_seed(seed: int, start: int) -> int:
 
 
 def sample_candidates(vlm: VLM, examples: Sequence[Example], cfg: SamplingConfig, iteration: int = 0,
-                      model_name: str = "", seed: int = 0, progress: bool = True) -> list[Candidate]:
+                      model_name: str = "", seed: int = 0, progress: bool = True,
+                      rows_per_call: int | None = None) -> list[Candidate]:
     """K samples per temperature per example, with the gold answer in the prompt.
 
     Each batch of ``cfg.batch_size`` examples draws from its own seed (``batch_seed``), so the
-    candidates do not depend on how the batches are shared out among processes."""
+    candidates do not depend on how the batches are shared out among processes, nor on how many are
+    decoded in one call (``rows_per_call`` rows; default ``SAMPLED_ROWS_PER_CALL``)."""
     from .distributed import processes
 
     procs = processes()
     starts = list(range(0, len(examples), cfg.batch_size))
     per = len(cfg.temperatures) * cfg.samples_per_temperature
-    together = max(1, SAMPLED_ROWS_PER_CALL // max(1, cfg.batch_size * per))  # batches decoded in one call
+    rows = SAMPLED_ROWS_PER_CALL if rows_per_call is None else rows_per_call
+    together = max(1, rows // max(1, cfg.batch_size * per))  # batches decoded in one call
     calls = [starts[i:i + together] for i in range(0, len(starts), together)]
     bar = tqdm(total=len(examples) * per, desc=f"sampling rationales (iteration {iteration})", unit="rationale",
                disable=not progress or not procs.is_main)
