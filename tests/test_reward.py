@@ -319,3 +319,45 @@ def test_likelihood_diagnostic_separates_ranking_within_a_question_from_ranking_
                                        for q, i, lp, _ in rows])
     mod.main([str(tmp_path / "c.jsonl"), str(tmp_path / "j.jsonl"), "--splits", "2", "--seed-size", "0.5"])
     assert "in 0.667 of 3 pairs" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("question, answer, rationale, expected", [
+    # a careful reader's verdicts: does the rationale use the question's and the answer's words?
+    ("What size is the blue circle?", "large", "it's in the top left", (0.0, 0.0)),  # true, beside the point
+    ("What size is the blue circle?", "large", "a large blue circle in the top left", (1.0, 1.0)),
+    ("What size is the blue circle?", "large", "it's a small blue circle", (1.0, 0.0)),  # the object, not the answer
+    ("How many circles are there?", "two", "two circles, one in the top left", (1.0, 1.0)),  # plural read as singular
+    ("How many circles are there?", "two", "one circle in the centre", (1.0, 0.0)),
+    ("Is there a red object?", "yes", "a small green square", (0.0, 0.0)),  # yes/no: no answer words
+    ("Is there a red object?", "yes", "a small red square in the centre", (1.0, 0.0)),
+    ("What color is the glass?", "clear", "the glass is clear", (1.0, 1.0)),  # "glass" keeps its double s
+    ("Is the object in the top left the same color as the one in the centre?", "no",
+     "the top left is red and the centre is blue", (1.0, 0.0)),
+    # lexical, not semantic: a racket is the reason for tennis, and shares no word with the question
+    ("What sport is being played?", "tennis", "the man is holding a racket", (0.0, 0.0)),
+])
+def test_relevance_features_read_whether_a_rationale_uses_its_question_and_answer(question, answer, rationale, expected):
+    from illume_rm.reward.relevance import relevance
+
+    assert relevance(question, answer, rationale) == pytest.approx(expected)
+
+
+def test_likelihood_model_saved_before_the_relevance_features_still_loads(tmp_path):
+    """A likelihood.json of three features (written until 2026-12-01) opens with those three; one whose
+    weights do not match its features is refused in one line."""
+    from illume_rm.reward.models import LikelihoodReward
+
+    (tmp_path / "likelihood.json").write_text(json.dumps({
+        "features": ["logprob", "logprob per token", "tokens"], "weights": [1.0, 0.5, -0.1], "bias": 0.2,
+        "mean": [-5.0, -1.0, 5.0], "scale": [2.0, 0.5, 2.0]}))
+    old = LikelihoodReward.load(tmp_path, threshold=0.4)
+    assert old.names == LikelihoodReward.LIKELIHOOD and old.threshold == 0.4
+    current = LikelihoodReward()
+    assert current.names == LikelihoodReward.FEATURES and len(current.names) == 5
+    (tmp_path / "likelihood.json").write_text(json.dumps({
+        "features": ["logprob", "logprob per token", "tokens"], "weights": [1.0, 0.5], "bias": 0.2,
+        "mean": [-5.0, -1.0, 5.0], "scale": [2.0, 0.5, 2.0]}))
+    with pytest.raises(UserError, match="2 weights for 3 features"):
+        LikelihoodReward.load(tmp_path, threshold=0.4)
+    with pytest.raises(UserError, match="unknown feature"):
+        LikelihoodReward(names=("logprob", "colour of the sky"))

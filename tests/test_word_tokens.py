@@ -301,9 +301,13 @@ def test_vlm_likelihood_reward_scores_by_the_vlms_own_likelihood(tiny_grid3, sha
                      rationale="a long rationale that goes on and on about nothing at all") for e in train]
     rows = [(e, g, True) for e, g in zip(train, good)] + [(e, b, False) for e, b in zip(train, bad)]
     feats = LikelihoodReward.features([(e, c) for e, c, _ in rows], vlm)
-    assert feats.shape == (24, 3) and (feats[:, 0] < 0).all()
+    assert feats.shape == (24, 5) and (feats[:, 0] < 0).all()
     assert torch.allclose(feats[:, 0], feats[:, 1] * feats[:, 2])  # sum = per-token mean x tokens
     assert (feats[12:, 2] > feats[:12, 2]).all()  # the long rationales have more tokens
+    from illume_rm.reward.relevance import relevance
+    assert torch.allclose(feats[:, 3:], torch.tensor([relevance(e.question, c.answer, c.rationale) for e, c, _ in rows]))
+    only = LikelihoodReward.features([(e, c) for e, c, _ in rows], vlm, names=LikelihoodReward.LIKELIHOOD)
+    assert torch.allclose(only, feats[:, :3])  # a model saved with the likelihood alone reads those three
     train_reward(rows, RewardConfig(kind="vlm-likelihood", heldout_fraction=0.0), tmp_path / "lk", vlm=vlm,
                  log=lambda *_: None)
     by_id = {e.id: e for e in train}

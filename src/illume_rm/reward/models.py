@@ -9,8 +9,10 @@
   the VLM's perception, as text the encoder reads.
 - ``vlm-likelihood``: the warm-up VLM judges: the log-probability it gives the rationale after the
   image, the question and the answer (teacher-forced, as it would sample it), its per-token mean and
-  the token count, through a logistic regression fitted on the judgements (three weights and a bias,
-  so a small seed suffices). A model that reads its image finds a false claim less likely.
+  the token count, with the shares of the question's and the answer's content words the rationale
+  uses (``relevance.py``), through a logistic regression fitted on the judgements (five weights and a
+  bias, so a small seed suffices). A model that reads its image finds a false claim less likely; a
+  true claim that does not bear on the question uses none of its words.
 - ``image-aware``: the same text encoder reads the pair; its [CLS] attends over the image tokens of
   the VLM's frozen vision encoder, and a small head scores the fusion. A text-only model cannot tell
   whether "the square is green" is true of *this* image; this one can.
@@ -150,11 +152,18 @@ class SceneTextReward(CrossEncoderReward):
 
 class LikelihoodReward:
     kind = "vlm-likelihood"
-    FEATURES = ("logprob", "logprob per token", "tokens")
+    # the VLM's likelihood of the rationale, then whether it speaks to the question and the answer
+    LIKELIHOOD = ("logprob", "logprob per token", "tokens")
+    FEATURES = (*LIKELIHOOD, "question words in rationale", "answer words in rationale")
 
     def __init__(self, weights: list[float] | None = None, bias: float = 0.0, mean: list[float] | None = None,
-                 scale: list[float] | None = None, threshold: float = 0.5):
+                 scale: list[float] | None = None, threshold: float = 0.5, names: Sequence[str] = FEATURES):
         self.weights, self.bias, self.mean, self.scale, self.threshold = weights, bias, mean, scale, threshold
+        # a model saved before the relevance features (until 2026-12-01) reads the likelihood alone
+        self.names = tuple(names)
+        unknown = [n for n in self.names if n not in self.FEATURES]
+        if unknown:
+            raise UserError(f"vlm-likelihood reward model: unknown feature(s) {unknown} (known: {list(self.FEATURES)})")
 
     @classmethod
     def new(cls, cfg: RewardConfig) -> "LikelihoodReward":
@@ -162,11 +171,14 @@ class LikelihoodReward:
 
     @staticmethod
     @torch.no_grad()
-    def features(pairs: Sequence[tuple[Example, Candidate]], vlm, batch_size: int = 32) -> torch.Tensor:
-        """[n, 3]: log p(rationale | image, "Q: .. A: answer, seeing that"), per token, tokens."""
+    def features(pairs: Sequence[tuple[Example, Candidate]], vlm, batch_size: int = 32,
+                 names: Sequence[str] = FEATURES) -> torch.Tensor:
+        """[n, len(names)] of ``FEATURES``: log p(rationale | image, "Q: .. A: answer, seeing that"), per
+        token, tokens; the shares of the question's and the answer's content words in the rationale."""
         if vlm is None or not hasattr(vlm, "model") or not hasattr(vlm.model, "target_loss"):
             raise UserError("the vlm-likelihood reward model needs the warm-up VLM (the built-in one)")
         from ..sampling import rationale_prompt
+        from .relevance import relevance
 
         was = vlm.model.training
         vlm.model.eval()
@@ -177,14 +189,16 @@ class LikelihoodReward:
             batch = vlm._inputs(items, "right", with_targets=True)
             mean_nll = vlm.model.target_loss(**batch).float().cpu()
             tokens = (batch["labels"][:, 1:] != -100).sum(1).float().cpu()
-            rows.append(torch.stack([-mean_nll * tokens, -mean_nll, tokens], 1))
+            words = torch.tensor([relevance(ex.question, c.answer, c.rationale) for ex, c in chunk])
+            rows.append(torch.cat([torch.stack([-mean_nll * tokens, -mean_nll, tokens], 1), words], 1))
         vlm.model.train(was)
-        return torch.cat(rows)
+        every = torch.cat(rows)
+        return every[:, [LikelihoodReward.FEATURES.index(n) for n in names]]
 
     def fit(self, rows, cfg: RewardConfig, vlm=None) -> None:
         from sklearn.linear_model import LogisticRegression
 
-        x = self.features([(ex, c) for ex, c, _ in rows], vlm).numpy()
+        x = self.features([(ex, c) for ex, c, _ in rows], vlm, names=self.names).numpy()
         self.mean, self.scale = x.mean(0).tolist(), (x.std(0) + 1e-6).tolist()
         z = (x - self.mean) / self.scale
         lr = LogisticRegression(class_weight="balanced", max_iter=1000, random_state=cfg.seed)
@@ -192,18 +206,21 @@ class LikelihoodReward:
         self.weights, self.bias = lr.coef_[0].tolist(), float(lr.intercept_[0])
 
     def predict(self, examples, candidates, vlm=None, batch_size: int = 32) -> list[float]:
-        x = self.features([(examples[c.example_id], c) for c in candidates], vlm, batch_size)
+        x = self.features([(examples[c.example_id], c) for c in candidates], vlm, batch_size, names=self.names)
         z = (x - torch.tensor(self.mean)) / torch.tensor(self.scale)
         return torch.sigmoid(z @ torch.tensor(self.weights) + self.bias).tolist()
 
     def save(self, path: Path) -> None:
-        write_json(path / "likelihood.json", {"features": list(self.FEATURES), "weights": self.weights,
+        write_json(path / "likelihood.json", {"features": list(self.names), "weights": self.weights,
                                               "bias": self.bias, "mean": self.mean, "scale": self.scale})
 
     @classmethod
     def load(cls, path: Path, threshold: float) -> "LikelihoodReward":
         d = json.loads((path / "likelihood.json").read_text())
-        return cls(d["weights"], d["bias"], d["mean"], d["scale"], threshold)
+        names = d.get("features", cls.LIKELIHOOD)
+        if len(names) != len(d["weights"]):
+            raise UserError(f"{path / 'likelihood.json'}: {len(d['weights'])} weights for {len(names)} features")
+        return cls(d["weights"], d["bias"], d["mean"], d["scale"], threshold, names=names)
 
 
 class FusionHead(nn.Module):
