@@ -317,6 +317,34 @@ def test_vlm_likelihood_reward_scores_by_the_vlms_own_likelihood(tiny_grid3, sha
         load_reward(tmp_path / "lk").score(by_id, good[:1])
 
 
+def test_threshold_folds_read_each_seed_judgement_through_the_vlm_once(tiny_grid3, shapes64, tmp_path, monkeypatch):
+    """K folds and the final fit train K + 1 likelihood models on the same judgements: each is read
+    through the VLM once, and the out-of-fold scores and threshold are those of reading them every time."""
+    import illume_rm.reward.training as training
+    from contextlib import nullcontext
+    from illume_rm.records import Candidate
+    from illume_rm.reward import RewardConfig, train_reward
+
+    vlm = load_vlm(tiny_grid3)
+    vlm.use_word_tokens(visual_words(shapes64))
+    train = load_examples(shapes64, "train")[:15]
+    rows = [(e, Candidate(id=f"{e.id}#{k}", example_id=e.id, answer=e.answer,
+                          rationale=("yes yes" if k else "a long rationale about nothing much at all")), k == 1)
+            for e in train for k in (0, 1)]
+    read = []
+    real = vlm.model.target_loss
+    monkeypatch.setattr(vlm.model, "target_loss", lambda **b: read.append(len(b["input_ids"])) or real(**b))
+    cfg = RewardConfig(kind="vlm-likelihood", threshold_folds=3, target_precision=0.5)
+    once = train_reward(rows, cfg, tmp_path / "once", vlm=vlm, log=lambda *_: None)
+    assert sum(read) == len(rows)  # not (3 + 1) x 30
+    read.clear()
+    monkeypatch.setattr(training, "remembered_features", nullcontext)
+    every = train_reward(rows, cfg, tmp_path / "every", vlm=vlm, log=lambda *_: None)
+    assert sum(read) == (3 + 1) * len(rows)  # each fold reads its training and its held-out rows
+    assert once["threshold"] == pytest.approx(every["threshold"], abs=1e-4)
+    assert once["crossval"]["roc_auc"] == pytest.approx(every["crossval"]["roc_auc"], abs=1e-6)
+
+
 def test_places_around_the_cells_are_the_scenes_text_and_survive_save_and_load(tiny_grid3, shapes64, tmp_path):
     """cell_places="around": each cell's place before and after its tokens, as the scene's text writes
     it for the text upper bound; saved with the checkpoint, and a processor saved before the option

@@ -29,6 +29,7 @@ import json
 import math
 import random
 import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -150,6 +151,23 @@ class SceneTextReward(CrossEncoderReward):
         return cls(CrossEncoder(str(path / "model"), max_length=256), threshold)
 
 
+_MEMO: dict | None = None
+
+
+@contextmanager
+def remembered_features():
+    """Within it, ``LikelihoodReward.features`` reads each (VLM, question, candidate) through the VLM
+    once: ``threshold_folds`` fits K + 1 models on the same seed judgements, each of which would read
+    them again. Only for a VLM that does not change inside (the reward model's is frozen)."""
+    global _MEMO
+    outer = _MEMO
+    _MEMO = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _MEMO = outer
+
+
 class LikelihoodReward:
     kind = "vlm-likelihood"
     # the VLM's likelihood of the rationale, then whether it speaks to the question and the answer
@@ -180,19 +198,28 @@ class LikelihoodReward:
         from ..sampling import rationale_prompt
         from .relevance import relevance
 
+        keys = [(id(vlm), ex.id, ex.image, ex.question, c.answer, c.rationale) for ex, c in pairs]
+        memo = _MEMO if _MEMO is not None else {}
+        first: dict = {}
+        for n, k in enumerate(keys):
+            first.setdefault(k, n)
+        todo = [n for k, n in first.items() if k not in memo]  # each pair not yet read, once
         was = vlm.model.training
         vlm.model.eval()
-        rows = []
-        for start in range(0, len(pairs), batch_size):
-            chunk = pairs[start:start + batch_size]
+        for start in range(0, len(todo), batch_size):
+            chunk = [pairs[n] for n in todo[start:start + batch_size]]
             items = [(ex.image, rationale_prompt(ex, c.answer), " " + c.rationale) for ex, c in chunk]
             batch = vlm._inputs(items, "right", with_targets=True)
             mean_nll = vlm.model.target_loss(**batch).float().cpu()
             tokens = (batch["labels"][:, 1:] != -100).sum(1).float().cpu()
             words = torch.tensor([relevance(ex.question, c.answer, c.rationale) for ex, c in chunk])
-            rows.append(torch.cat([torch.stack([-mean_nll * tokens, -mean_nll, tokens], 1), words], 1))
+            rows = torch.cat([torch.stack([-mean_nll * tokens, -mean_nll, tokens], 1), words], 1)
+            for n, row in zip(todo[start:start + batch_size], rows):
+                memo[keys[n]] = row
         vlm.model.train(was)
-        every = torch.cat(rows)
+        if not keys:
+            return torch.zeros(0, len(names))
+        every = torch.stack([memo[k] for k in keys])
         return every[:, [LikelihoodReward.FEATURES.index(n) for n in names]]
 
     def fit(self, rows, cfg: RewardConfig, vlm=None) -> None:

@@ -13,7 +13,7 @@ import torch
 from ..errors import UserError
 from ..records import Candidate, Example, write_json
 from .evaluation import ABSTAIN, agreement, threshold_for_precision
-from .models import CLASSES, KINDS, RewardConfig
+from .models import CLASSES, KINDS, RewardConfig, remembered_features
 
 
 def labelled_rows(examples: Mapping[str, Example], candidates: Sequence[Candidate], judgements) -> list:
@@ -82,6 +82,11 @@ def train_reward(rows: list, cfg: RewardConfig, out: str | Path, vlm=None, log=p
         raise UserError(f"unknown reward model kind '{cfg.kind}' (choose {', '.join(KINDS)})")
     if not rows:
         raise UserError("no judgements to train the reward model on")
+    with remembered_features():  # the folds and the final fit read the same judgements through the VLM once
+        return _train_reward(rows, cfg, out, vlm, log, origin)
+
+
+def _train_reward(rows: list, cfg: RewardConfig, out: str | Path, vlm, log, origin: dict | None) -> dict:
     folds = cfg.threshold_folds > 1
     train, held = (rows, []) if folds else split_heldout(rows, cfg.heldout_fraction, cfg.seed)
     _check_two_classes(train, rows, len(held))
