@@ -6,7 +6,9 @@ image, a true rationale should be more likely than a false one. This prints the 
 number against the judgements (no training at all), and of a logistic regression on [log-probability,
 per-word log-probability, words] fitted on a seed of ``--seed-size`` judgements and scored on the rest
 (mean and standard error over ``--splits`` random seeds), beside the same split's AUC of the raw
-log-probability.
+log-probability. This is the likelihood alone: the vlm-likelihood reward model also reads whether
+the rationale uses its question's and answer's words (``illume_rm.reward.relevance``), which needs
+the examples; ``illume-rm train-reward ... --kind vlm-likelihood --limit N`` measures the whole model.
 
     .venv/bin/python diagnostics/likelihood_judge.py runs/shapes-critic/iter-000/candidates.jsonl oracle.jsonl
 """

@@ -361,3 +361,9 @@ def test_likelihood_model_saved_before_the_relevance_features_still_loads(tmp_pa
         LikelihoodReward.load(tmp_path, threshold=0.4)
     with pytest.raises(UserError, match="unknown feature"):
         LikelihoodReward(names=("logprob", "colour of the sky"))
+    (tmp_path / "likelihood.json").write_text('{"features": ["logprob"], "weights": [1.0]')
+    with pytest.raises(UserError, match="likelihood.json: not a vlm-likelihood reward model"):
+        LikelihoodReward.load(tmp_path, threshold=0.4)
+    (tmp_path / "likelihood.json").write_text('{"features": ["logprob"], "weights": [1.0], "mean": [0.0]}')
+    with pytest.raises(UserError, match="not a vlm-likelihood reward model .KeyError: 'bias'"):
+        LikelihoodReward.load(tmp_path, threshold=0.4)

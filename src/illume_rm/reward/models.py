@@ -243,11 +243,16 @@ class LikelihoodReward:
 
     @classmethod
     def load(cls, path: Path, threshold: float) -> "LikelihoodReward":
-        d = json.loads((path / "likelihood.json").read_text())
-        names = d.get("features", cls.LIKELIHOOD)
-        if len(names) != len(d["weights"]):
-            raise UserError(f"{path / 'likelihood.json'}: {len(d['weights'])} weights for {len(names)} features")
-        return cls(d["weights"], d["bias"], d["mean"], d["scale"], threshold, names=names)
+        file = path / "likelihood.json"
+        try:
+            d = json.loads(file.read_text())
+            names = d.get("features", cls.LIKELIHOOD)
+            weights, bias, mean, scale = d["weights"], float(d["bias"]), d["mean"], d["scale"]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise UserError(f"{file}: not a vlm-likelihood reward model ({type(e).__name__}: {e})") from None
+        if not len(names) == len(weights) == len(mean) == len(scale):
+            raise UserError(f"{file}: {len(weights)} weights for {len(names)} features")
+        return cls(weights, bias, mean, scale, threshold, names=names)
 
 
 class FusionHead(nn.Module):
