@@ -10,7 +10,8 @@ log-probability. This is the likelihood alone: the vlm-likelihood reward model a
 the rationale uses its question's and answer's words (``illume_rm.reward.relevance``), which needs
 the examples; ``illume-rm train-reward ... --kind vlm-likelihood --limit N`` measures the whole model.
 
-    .venv/bin/python diagnostics/likelihood_judge.py runs/shapes-critic/iter-000/candidates.jsonl oracle.jsonl
+    .venv/bin/python diagnostics/likelihood_judge.py runs/shapes-critic/iter-000/candidates.jsonl oracle.jsonl \
+        [--recipe recipes/shapes-critic.yaml [--set seed=1]]
 """
 from __future__ import annotations
 
@@ -52,6 +53,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("judgements")
     ap.add_argument("--seed-size", type=float, default=0.1, help="share of judgements the calibration sees")
     ap.add_argument("--splits", type=int, default=10)
+    ap.add_argument("--recipe", help="the recipe whose data the candidates are of: also compares, calibrated the "
+                    "same way, the relevance features (question and answer words in the rationale) and both")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="a recipe override, as illume-rm's --set")
     a = ap.parse_args(argv)
     cands = {c.id: c for c in read_jsonl(a.candidates, Candidate)}
     judged = [j for j in read_jsonl(a.judgements, Judgement) if j.candidate_id in cands]
@@ -88,6 +93,43 @@ def main(argv: list[str] | None = None) -> None:
     print(f"calibrated on {n_seed} judgements, scored on the other {len(y) - n_seed} ({len(fitted)} splits): "
           f"ROC-AUC {statistics.mean(fitted):.3f} ± {se(fitted):.3f} (raw log-probability on the same: "
           f"{statistics.mean(raw):.3f} ± {se(raw):.3f})")
+    if a.recipe:
+        rel = relevance_columns(a.recipe, a.overrides, [cands[j.candidate_id] for j in judged])
+        sets = {"likelihood [log-probability, per word, words]": x,
+                "relevance [words, question words in rationale, answer words in rationale]": np.column_stack([words, rel]),
+                "both (the vlm-likelihood reward model's features)": np.column_stack([x, rel])}
+        print(f"features standardised on the seed, the same {a.splits} splits:")
+        for name, feats in sets.items():
+            aucs = standardised_splits(feats, y, n_seed, a.splits)
+            print(f"  {name}: ROC-AUC {statistics.mean(aucs):.3f} ± {se(aucs):.3f}")
+
+
+def relevance_columns(recipe: str, overrides: list[str], cands: list[Candidate]) -> np.ndarray:
+    """[n, 2]: the relevance features of each candidate, its question from the recipe's data."""
+    from illume_rm.cli import _examples_by_id, _recipe
+    from illume_rm.reward.relevance import relevance
+
+    examples = _examples_by_id(_recipe(recipe, overrides))
+    missing = sorted({c.example_id for c in cands} - set(examples))
+    if missing:
+        raise UserError(f"{len(missing)} candidate(s) of examples not in {recipe}'s data, e.g. {missing[0]}")
+    return np.array([relevance(examples[c.example_id].question, c.answer, c.rationale) for c in cands])
+
+
+def standardised_splits(x: np.ndarray, y: np.ndarray, n_seed: int, splits: int) -> list[float]:
+    """ROC-AUC on the rest of a logistic regression fitted on a random seed of ``n_seed`` (features
+    standardised on the seed, as the reward model does), over the splits whose seed and rest hold both."""
+    out = []
+    for s in range(splits):
+        idx = list(range(len(y)))
+        random.Random(s).shuffle(idx)
+        seed, rest = idx[:n_seed], idx[n_seed:]
+        if len(set(y[seed])) < 2 or len(set(y[rest])) < 2:
+            continue
+        mu, sd = x[seed].mean(0), x[seed].std(0) + 1e-6
+        m = LogisticRegression(class_weight="balanced", max_iter=1000).fit((x[seed] - mu) / sd, y[seed])
+        out.append(roc_auc_score(y[rest], m.decision_function((x[rest] - mu) / sd)))
+    return out
 
 
 if __name__ == "__main__":

@@ -367,3 +367,45 @@ def test_likelihood_model_saved_before_the_relevance_features_still_loads(tmp_pa
     (tmp_path / "likelihood.json").write_text('{"features": ["logprob"], "weights": [1.0], "mean": [0.0]}')
     with pytest.raises(UserError, match="not a vlm-likelihood reward model .KeyError: 'bias'"):
         LikelihoodReward.load(tmp_path, threshold=0.4)
+
+
+def test_likelihood_diagnostic_compares_the_relevance_features_given_the_recipe(tmp_path, capsys):
+    """With --recipe, the diagnostic reads each candidate's question and adds the relevance features:
+    here the accepted rationales restate their question's words and the rejected ones do not, while
+    the log-probabilities say nothing (alternating), so relevance ranks perfectly and the likelihood
+    near chance; a candidate of an example the recipe's data lacks is refused."""
+    import importlib.util
+
+    from illume_rm.data import DataConfig, load_examples
+
+    spec = importlib.util.spec_from_file_location(
+        "likelihood_judge", Path(__file__).parent.parent / "diagnostics" / "likelihood_judge.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\ndata:\n  name: shapes\n  shapes: {train: 20, val: 4, test: 4, image_size: 64}\n")
+    examples = load_examples(DataConfig(name="shapes", shapes=ShapesConfig(train=20, val=4, test=4, image_size=64)),
+                             "train")[:30]
+    cands, verdicts = [], []
+    for k, ex in enumerate(examples):
+        for ok in (True, False):
+            restated = ex.question.rstrip("?")
+            text = restated if ok else " ".join("nothing" for _ in restated.split())  # as many words
+            cands.append(Candidate(id=f"{ex.id}#{ok}", example_id=ex.id, answer=ex.answer, rationale=text,
+                                   logprob=-5.0 - (k + ok) % 2))
+            verdicts.append(Judgement(candidate_id=f"{ex.id}#{ok}", accepted=ok, score=float(ok), selector="person"))
+    write_jsonl(tmp_path / "c.jsonl", cands)
+    write_jsonl(tmp_path / "j.jsonl", verdicts)
+    mod.main([str(tmp_path / "c.jsonl"), str(tmp_path / "j.jsonl"), "--splits", "3", "--seed-size", "0.3",
+              "--recipe", str(recipe)])
+    out = capsys.readouterr().out
+    relevance = float(out.split("in rationale]: ROC-AUC ")[1].split()[0])
+    assert relevance > 0.95  # ties only where a question has no content words ("How many objects are there?")
+    likelihood = float(out.split("likelihood [log-probability, per word, words]: ROC-AUC ")[1].split()[0])
+    assert likelihood < 0.8  # alternating log-probabilities, the same lengths: near chance
+    write_jsonl(tmp_path / "c.jsonl", cands + [Candidate(id="x#1", example_id="elsewhere-1", answer="a",
+                                                         rationale="b", logprob=-1.0)])
+    write_jsonl(tmp_path / "j.jsonl", verdicts + [Judgement(candidate_id="x#1", accepted=True, score=1.0,
+                                                            selector="person")])
+    with pytest.raises(UserError, match="not in .*r.yaml's data, e.g. elsewhere-1"):
+        mod.main([str(tmp_path / "c.jsonl"), str(tmp_path / "j.jsonl"), "--splits", "3", "--recipe", str(recipe)])
