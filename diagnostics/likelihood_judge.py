@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"{a.judgements}: no judgement is of a candidate in {a.candidates}")
     if any(cands[j.candidate_id].logprob is None for j in judged):
         raise UserError(f"{a.candidates}: candidates without a logprob (sampled by an older version?)")
+    # the recipe's data before any work: a bad recipe or a foreign candidate stops here
+    rel = relevance_columns(a.recipe, a.overrides, [cands[j.candidate_id] for j in judged]) if a.recipe else None
     y = np.array([bool(j.accepted) for j in judged])
     lp = np.array([cands[j.candidate_id].logprob for j in judged])
     words = np.array([max(1, len(cands[j.candidate_id].rationale.split())) for j in judged])
@@ -77,12 +79,7 @@ def main(argv: list[str] | None = None) -> None:
               "with both)")
     n_seed = max(2, round(a.seed_size * len(y)))
     fitted, raw = [], []
-    for s in range(a.splits):
-        idx = list(range(len(y)))
-        random.Random(s).shuffle(idx)
-        seed, rest = idx[:n_seed], idx[n_seed:]
-        if len(set(y[seed])) < 2 or len(set(y[rest])) < 2:
-            continue
+    for seed, rest in seed_splits(y, n_seed, a.splits):
         m = LogisticRegression(class_weight="balanced", max_iter=1000).fit(x[seed], y[seed])
         fitted.append(roc_auc_score(y[rest], m.decision_function(x[rest])))
         raw.append(roc_auc_score(y[rest], lp[rest]))
@@ -93,8 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"calibrated on {n_seed} judgements, scored on the other {len(y) - n_seed} ({len(fitted)} splits): "
           f"ROC-AUC {statistics.mean(fitted):.3f} ± {se(fitted):.3f} (raw log-probability on the same: "
           f"{statistics.mean(raw):.3f} ± {se(raw):.3f})")
-    if a.recipe:
-        rel = relevance_columns(a.recipe, a.overrides, [cands[j.candidate_id] for j in judged])
+    if rel is not None:
         sets = {"likelihood [log-probability, per word, words]": x,
                 "relevance [words, question words in rationale, answer words in rationale]": np.column_stack([words, rel]),
                 "both (the vlm-likelihood reward model's features)": np.column_stack([x, rel])}
@@ -102,6 +98,17 @@ def main(argv: list[str] | None = None) -> None:
         for name, feats in sets.items():
             aucs = standardised_splits(feats, y, n_seed, a.splits)
             print(f"  {name}: ROC-AUC {statistics.mean(aucs):.3f} ± {se(aucs):.3f}")
+
+
+def seed_splits(y: np.ndarray, n_seed: int, splits: int):
+    """(seed, rest) index lists of each random split (split k shuffled by seed k) whose seed and rest
+    both hold both verdicts."""
+    for s in range(splits):
+        idx = list(range(len(y)))
+        random.Random(s).shuffle(idx)
+        seed, rest = idx[:n_seed], idx[n_seed:]
+        if len(set(y[seed])) == 2 and len(set(y[rest])) == 2:
+            yield seed, rest
 
 
 def relevance_columns(recipe: str, overrides: list[str], cands: list[Candidate]) -> np.ndarray:
@@ -120,12 +127,7 @@ def standardised_splits(x: np.ndarray, y: np.ndarray, n_seed: int, splits: int) 
     """ROC-AUC on the rest of a logistic regression fitted on a random seed of ``n_seed`` (features
     standardised on the seed, as the reward model does), over the splits whose seed and rest hold both."""
     out = []
-    for s in range(splits):
-        idx = list(range(len(y)))
-        random.Random(s).shuffle(idx)
-        seed, rest = idx[:n_seed], idx[n_seed:]
-        if len(set(y[seed])) < 2 or len(set(y[rest])) < 2:
-            continue
+    for seed, rest in seed_splits(y, n_seed, splits):
         mu, sd = x[seed].mean(0), x[seed].std(0) + 1e-6
         m = LogisticRegression(class_weight="balanced", max_iter=1000).fit((x[seed] - mu) / sd, y[seed])
         out.append(roc_auc_score(y[rest], m.decision_function((x[rest] - mu) / sd)))

@@ -35,13 +35,8 @@ def _stem(word: str) -> str:
     return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
 
 
-def words(text: str) -> set[str]:
-    """The text's lower-case words, plural "s" off."""
-    return {_stem(w) for w in _WORD.findall(text.lower())}
-
-
 def content_words(text: str, frame: frozenset[str] = FRAME_WORDS) -> set[str]:
-    """The text's words less function and question-frame words (``frame``), plural "s" off."""
+    """The text's lower-case words less function and question-frame words (``frame``), plural "s" off."""
     return {_stem(w) for w in _WORD.findall(text.lower()) if w not in frame}
 
 
@@ -51,7 +46,7 @@ def overlap(source: str, rationale: str, frame: frozenset[str] = FRAME_WORDS) ->
     wanted = content_words(source, frame)
     if not wanted:
         return 0.0
-    return len(wanted & words(rationale)) / len(wanted)
+    return len(wanted & content_words(rationale, frozenset())) / len(wanted)  # every word of the rationale
 
 
 def relevance(question: str, answer: str, rationale: str) -> tuple[float, float]:
