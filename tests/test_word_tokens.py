@@ -440,3 +440,77 @@ def test_family_as_text_diagnostic_trains_on_one_family_and_reports_each_evaluat
     assert all(0.0 <= float(r[3]) <= 1.0 for r in rows)
     with pytest.raises(UserError, match="needs shapes"):
         mod.main(["recipes/vqax-text-critic.yaml", "--family", "exist", *tiny[:2]])
+
+
+def test_oracle_perception_tokens_layout_gives_the_true_words_and_zero_for_no_word(tiny_grid3, capsys):
+    """diagnostics/oracle_perception.py --layout tokens: every image token is exactly its cell's true
+    word's embedding, or the zero vector where the cell has no such word (the two slots before an empty
+    cell's "nothing"); what the image says is the scene; a short run ends in the per-family table."""
+    from illume_rm.checkpoints import base_vlm
+    from illume_rm.config import load_recipe
+    from illume_rm.data.shapes import scene_cells
+
+    mod = _diagnostic("oracle_perception")
+    tiny = ["--set", f"model.base={tiny_grid3}", "--set", "model.image_size=64",
+            "--set", "data.shapes={train: 12, val: 4, test: 2, image_size: 64}", "--set", "warmup.batch_size=4"]
+    recipe = load_recipe("recipes/shapes-warmup.yaml", [s for s in tiny if s != "--set"])
+    examples = load_examples(recipe.data, "val")
+    vlm = base_vlm(recipe)
+    mod.perfect_tokens(vlm, examples)
+    ex = examples[0]
+    scene = ex.meta["scene"]
+    cells = {(o["row"], o["col"]): o for o in scene["objects"]}
+    batch = vlm._inputs([(ex.image, "Q: x A:", None)], "right", with_targets=False)
+    embeds = vlm.model.embed(batch["input_ids"], batch["image_features"])[0]
+    tokens = embeds[batch["input_ids"][0] == vlm.model.config.image_token_id].view(9, 3, -1)
+    table = vlm.model.get_input_embeddings().weight
+    ids = vlm.model.config.visual_word_ids
+    for k in range(9):
+        o = cells.get(divmod(k, 3))
+        want = [o["size"], o["color"], o["shape"]] if o else [None, None, "nothing"]
+        for s, word in enumerate(want):
+            expected = torch.zeros_like(table[0]) if word is None else table[
+                ids[s][vlm.model.config.visual_words[s].index(word)]].mean(0)
+            assert torch.equal(tokens[k, s], expected), (k, s, word)
+    assert vlm.describe([ex.image])[0] == ", ".join(f"{p}: {w}" for p, w in zip(*scene_cells(scene)))
+    mod.main(["--layout", "tokens", "--steps", "1", *tiny])
+    out = capsys.readouterr().out
+    assert "perfect image tokens" in out
+    assert any(line.startswith("count ") for line in out.splitlines())
+
+
+def test_oracle_perception_block_layout_is_the_image_tokens_as_text_without_their_zero_slots(tiny_grid3, capsys):
+    """diagnostics/oracle_perception.py --layout block: the prompt's token ids are the image block's with
+    each placeholder replaced by its true word (none for the zero slots) and then the question's own
+    prompt; the answer template is restored after the run, and a short run ends in the table."""
+    from illume_rm.checkpoints import base_vlm
+    from illume_rm.config import load_recipe
+    from illume_rm.train.align import cell_targets
+    from illume_rm.vlm import base
+
+    mod = _diagnostic("oracle_perception")
+    tiny = ["--set", f"model.base={tiny_grid3}", "--set", "model.image_size=64",
+            "--set", "data.shapes={train: 12, val: 4, test: 2, image_size: 64}", "--set", "warmup.batch_size=4"]
+    recipe = load_recipe("recipes/shapes-warmup.yaml", [s for s in tiny if s != "--set"])
+    examples = load_examples(recipe.data, "val")
+    vlm = base_vlm(recipe)
+    proc, cfg = vlm.processor, vlm.model.config
+    gold = cell_targets(vlm, examples)
+    for ex in examples:
+        want, k = [], 0
+        for i in proc.image_ids:
+            if i != cfg.image_token_id:
+                want.append(i)
+                continue
+            cell, slot = divmod(k, len(cfg.visual_words))
+            k += 1
+            word = int(gold[ex.image][cell, slot])
+            want += cfg.visual_word_ids[slot][word - 1] if word else []
+        want += proc.encode(base.answer_prompt(ex))
+        with mod.answer_template(mod.BLOCK_TEMPLATE):
+            got = proc.encode(base.answer_prompt(mod.as_text(ex, "block", recipe.model.cell_places)))
+        assert got == want
+    mod.main(["--layout", "block", "--steps", "1", *tiny])
+    assert any(line.startswith("count ") for line in capsys.readouterr().out.splitlines())
+    assert base.answer_prompt.__defaults__ == (base.ANSWER_TEMPLATE,)
+    assert base.VLM.answer.__defaults__[-1] == base.ANSWER_TEMPLATE
