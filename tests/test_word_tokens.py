@@ -442,20 +442,24 @@ def test_family_as_text_diagnostic_trains_on_one_family_and_reports_each_evaluat
         mod.main(["recipes/vqax-text-critic.yaml", "--family", "exist", *tiny[:2]])
 
 
+def _oracle_perception_on(tiny_model):
+    """(the diagnostic's module, its tiny command-line settings, that recipe, its val examples, its base VLM)."""
+    from illume_rm.checkpoints import base_vlm
+    from illume_rm.config import load_recipe
+
+    tiny = ["--set", f"model.base={tiny_model}", "--set", "model.image_size=64",
+            "--set", "data.shapes={train: 12, val: 4, test: 2, image_size: 64}", "--set", "warmup.batch_size=4"]
+    recipe = load_recipe("recipes/shapes-warmup.yaml", [s for s in tiny if s != "--set"])
+    return _diagnostic("oracle_perception"), tiny, recipe, load_examples(recipe.data, "val"), base_vlm(recipe)
+
+
 def test_oracle_perception_tokens_layout_gives_the_true_words_and_zero_for_no_word(tiny_grid3, capsys):
     """diagnostics/oracle_perception.py --layout tokens: every image token is exactly its cell's true
     word's embedding, or the zero vector where the cell has no such word (the two slots before an empty
     cell's "nothing"); what the image says is the scene; a short run ends in the per-family table."""
-    from illume_rm.checkpoints import base_vlm
-    from illume_rm.config import load_recipe
     from illume_rm.data.shapes import scene_cells
 
-    mod = _diagnostic("oracle_perception")
-    tiny = ["--set", f"model.base={tiny_grid3}", "--set", "model.image_size=64",
-            "--set", "data.shapes={train: 12, val: 4, test: 2, image_size: 64}", "--set", "warmup.batch_size=4"]
-    recipe = load_recipe("recipes/shapes-warmup.yaml", [s for s in tiny if s != "--set"])
-    examples = load_examples(recipe.data, "val")
-    vlm = base_vlm(recipe)
+    mod, tiny, recipe, examples, vlm = _oracle_perception_on(tiny_grid3)
     mod.perfect_tokens(vlm, examples)
     ex = examples[0]
     scene = ex.meta["scene"]
@@ -483,17 +487,10 @@ def test_oracle_perception_block_layout_is_the_image_tokens_as_text_without_thei
     """diagnostics/oracle_perception.py --layout block: the prompt's token ids are the image block's with
     each placeholder replaced by its true word (none for the zero slots) and then the question's own
     prompt; the answer template is restored after the run, and a short run ends in the table."""
-    from illume_rm.checkpoints import base_vlm
-    from illume_rm.config import load_recipe
     from illume_rm.train.align import cell_targets
     from illume_rm.vlm import base
 
-    mod = _diagnostic("oracle_perception")
-    tiny = ["--set", f"model.base={tiny_grid3}", "--set", "model.image_size=64",
-            "--set", "data.shapes={train: 12, val: 4, test: 2, image_size: 64}", "--set", "warmup.batch_size=4"]
-    recipe = load_recipe("recipes/shapes-warmup.yaml", [s for s in tiny if s != "--set"])
-    examples = load_examples(recipe.data, "val")
-    vlm = base_vlm(recipe)
+    mod, tiny, recipe, examples, vlm = _oracle_perception_on(tiny_grid3)
     proc, cfg = vlm.processor, vlm.model.config
     gold = cell_targets(vlm, examples)
     for ex in examples:
