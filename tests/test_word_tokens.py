@@ -506,6 +506,7 @@ def test_oracle_perception_block_layout_is_the_image_tokens_as_text_without_thei
         want += proc.encode(base.answer_prompt(ex))
         with mod.answer_template(mod.BLOCK_TEMPLATE):
             got = proc.encode(base.answer_prompt(mod.as_text(ex, "block", recipe.model.cell_places)))
+            assert base.VLM.answer.__defaults__[-1] == mod.BLOCK_TEMPLATE  # the evaluation's prompts too
         assert got == want
     mod.main(["--layout", "block", "--steps", "1", *tiny])
     assert any(line.startswith("count ") for line in capsys.readouterr().out.splitlines())
