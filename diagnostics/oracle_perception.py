@@ -47,6 +47,7 @@ from illume_rm.data import load_examples
 from illume_rm.data.scene import place_phrase
 from illume_rm.data.shapes import scene_text
 from illume_rm.errors import UserError, run_script
+from illume_rm.evaluate.controls import as_text as controls_as_text
 from illume_rm.records import Example
 from illume_rm.train.warmup import format_table, run_warmup, text_questions_config
 from illume_rm.vlm.base import ANSWER_TEMPLATE
@@ -65,9 +66,11 @@ def describe_objects(scene: dict) -> str:
 def as_text(ex: Example, layout: str, cell_places: str) -> Example:
     """grid: laid out as the image tokens are (model.cell_places); objects: describe_objects; block: the
     grid's text before ``Q:`` (the question then carries its own ``Q:``, see ``BLOCK_TEMPLATE``)."""
-    text = describe_objects(ex.meta["scene"]) if layout == "objects" else scene_text(ex.meta["scene"], cell_places)
-    question = f"{text}Q: {ex.question}" if layout == "block" else f"{text} {ex.question}"
-    return dataclasses.replace(ex, image=None, question=question)
+    if layout == "grid":
+        return controls_as_text(ex, cell_places)  # the warm-up's own text bound
+    if layout == "block":
+        return dataclasses.replace(ex, image=None, question=f"{scene_text(ex.meta['scene'], cell_places)}Q: {ex.question}")
+    return dataclasses.replace(ex, image=None, question=f"{describe_objects(ex.meta['scene'])} {ex.question}")
 
 
 BLOCK_TEMPLATE = "{question} A:"  # the block layout's question begins with the scene, then "Q: "
