@@ -38,18 +38,21 @@ def _force_words(vlm, choice: list[int]) -> None:
             offset += len(words) + 1
 
 
-@pytest.mark.parametrize("cell_places", ["before", "around", "bare"])
-def test_image_tokens_of_exact_words_give_the_texts_logits_in_training_and_generate(tiny_grid3, shapes64, cell_places):
+@pytest.mark.parametrize("cell_places,lead", [("before", ""), ("around", ""), ("bare", ""), ("around", "Image:")])
+def test_image_tokens_of_exact_words_give_the_texts_logits_in_training_and_generate(tiny_grid3, shapes64, cell_places,
+                                                                                    lead):
     """The plumbing guarantee: an image whose tokens are exactly some words' embeddings is, to the LM,
     the text of those words (same logits, same loss, same greedy continuation), padded or not, in
-    either layout of the cells' places."""
+    either layout of the cells' places, with or without a lead ("Image:") before the image."""
     vlm = load_vlm(tiny_grid3)
     vlm.use_word_tokens(WORDS, cell_places)
+    vlm.set_image_lead(lead)
     _force_words(vlm, [2, 1, 2])  # large red square, in every cell
     image = load_examples(shapes64, "train")[0].image
     places = vlm.processor.image_layout
     text = ", ".join({"before": f"{p}: large red square", "around": f"{p}: large red square ({p})",
                       "bare": f"{p} large red square {p}"}[cell_places] for p in places) + "."
+    text = f"{lead} {text}" if lead else text
     p = vlm.processor
     # the processor's image, placeholders aside, is this text's own tokenisation
     ids = p.image_ids
@@ -377,6 +380,43 @@ def test_places_around_the_cells_are_the_scenes_text_and_survive_save_and_load(t
     assert IllumeVLMProcessor.from_pretrained(tmp_path / "ckpt").cell_places == "before"
     with pytest.raises(ValueError, match="cell_places"):
         vlm.use_word_tokens(WORDS, "sideways")
+
+
+def test_a_lead_before_the_image_comes_from_the_recipe_survives_save_and_load_and_keeps_old_keys(tiny_grid3,
+                                                                                                 tmp_path):
+    """model.image_lead: the built-in VLM's image tokens follow the lead's own tokens (the prompt still
+    after the image); saved with the checkpoint; a processor saved before the option existed has none; the
+    default leaves warm-up keys as they were; a model that is not the built-in one refuses it by name."""
+    from illume_rm.checkpoints import base_vlm
+    from illume_rm.config import _hashable, load_recipe
+    from illume_rm.errors import UserError
+    from illume_rm.vlm.processor import PROCESSOR_FILE, IllumeVLMProcessor
+    from test_vlm import tiny_llava
+
+    tiny = [f"model.base={tiny_grid3}", "model.image_size=64", "data.shapes={train: 12, val: 4, test: 2, image_size: 64}"]
+    plain = base_vlm(load_recipe("recipes/shapes-warmup.yaml", tiny))
+    lead_recipe = load_recipe("recipes/shapes-warmup.yaml", [*tiny, "model.image_lead='Image:'"])
+    led = base_vlm(lead_recipe)
+    p, lead = led.processor, led.processor.encode("Image:")
+    assert p.image_ids[:len(lead)] == lead
+    # the rest is the plain image, its first place now after a space, as in the text "Image: top left: ..."
+    rest, plain_ids = p.image_ids[len(lead):], plain.processor.image_ids
+    first = len(p.encode(" top left:"))
+    assert rest[:first] == p.encode(" top left:") and rest[first:] == plain_ids[len(p.encode("top left:")):]
+    batch = p.build(["Q: how many? A:"], [True], [" 2"])
+    assert p.tokenizer.decode(batch["input_ids"][0]).startswith("Image: top left:")
+    led.save(tmp_path / "ckpt")
+    again = load_vlm(tmp_path / "ckpt")
+    assert again.processor.image_lead == "Image:" and again.processor.image_ids == p.image_ids
+    spec = json.loads((tmp_path / "ckpt" / PROCESSOR_FILE).read_text())
+    del spec["image_lead"]
+    (tmp_path / "ckpt" / PROCESSOR_FILE).write_text(json.dumps(spec))
+    assert IllumeVLMProcessor.from_pretrained(tmp_path / "ckpt").image_lead == ""
+    key = lambda r: r.hash("seed", "data", "model", "warmup")  # noqa: E731
+    default = load_recipe("recipes/shapes-warmup.yaml", tiny)
+    assert "image_lead" not in _hashable(default)["model"] and key(default) != key(lead_recipe)
+    with pytest.raises(UserError, match="image_lead is for the built-in VLM"):
+        base_vlm(load_recipe(None, [f"model.base={tiny_llava(tmp_path / 'llava')}", "model.image_lead='Image:'"]))
 
 
 def test_cell_places_before_keeps_old_warmup_keys_and_a_bad_value_is_refused():

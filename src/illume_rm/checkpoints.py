@@ -30,6 +30,11 @@ def base_vlm(recipe, path=None, log=print):
             log(f"note: data '{recipe.data.name}' has no words for image tokens, so they stay projected "
                 "(continuous); set model.visual_words (each slot's words, e.g. [[small, large], "
                 "[red, blue], [circle, square]]) to write images as words")
+    if path is None and recipe.model.image_lead:
+        if not hasattr(vlm, "set_image_lead"):
+            raise UserError(f"model.image_lead is for the built-in VLM; model.base {recipe.model.base} writes its "
+                            "images as its own processor does (leave image_lead empty)")
+        vlm.set_image_lead(recipe.model.image_lead)
     return vlm
 
 

@@ -46,6 +46,10 @@ class ModelConfig:
     # the colon and brackets ("top left <words> top left, ...": 70 image tokens against 89, so a step costs
     # less; measured, not the default). README "Each cell's place", "The places bare"
     cell_places: Literal["before", "around", "bare"] = field(default="around", metadata={"hash_unless": "before"})
+    # built-in VLM: text before each image's tokens ("Image:"), as a chat prefix stands before the image in
+    # LLaVA, Idefics3 or Qwen2-VL prompts; "" (none): the image's first token is the sequence's first.
+    # README "A lead before the image"
+    image_lead: str = field(default="", metadata={"hash_default": False})
     # generation (sampling rationales, answering for evaluation) in fp32, or under bfloat16 autocast; "auto":
     # bf16 where the device runs it natively (a CPU with AMX / AVX512-BF16, a GPU with bf16), else fp32.
     # Training has its own (warmup.precision, finetune.precision). benchmarks/generation_precision.py.

@@ -150,6 +150,12 @@ class BuiltinVLM(VLM):
         p.max_length = max(p.max_length, 192 if cell_places == "before" else 224)  # ~7 (10 around, 8 bare) tokens a cell
         p.image_ids = p._image_ids()
 
+    def set_image_lead(self, lead: str) -> None:
+        """Write ``lead`` ("Image:") before each image's tokens, as a chat prefix stands before the image in
+        other VLMs' prompts; "" for none."""
+        self.processor.image_lead = lead
+        self.processor.image_ids = self.processor._image_ids()
+
     @torch.no_grad()
     def describe(self, images: Sequence[str]) -> list[str]:
         """What the word-anchored image tokens say of each image, as text: each cell's place and its

@@ -1,6 +1,7 @@
 """Turns (image, prompt, target) triples into model inputs for the built-in VLM.
 
-The image comes first, then the prompt, then the target and EOS. An image is
+The image comes first (after a lead's text, "Image:", where ``image_lead`` is set), then the prompt,
+then the target and EOS. An image is
 its placeholders alone, or, with an ``image_layout`` (word-anchored tokens),
 each grid cell's place in words before its placeholders, as text:
 ``top left: <img><img><img>, top middle: <img><img><img>, ... bottom right: <img><img><img>.``
@@ -69,7 +70,7 @@ class IllumeVLMProcessor(ProcessorMixin):
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, image_size: int, image_tokens: int,
                  image_token_id: int, max_length: int = 128, image_layout: list[str] | None = None,
-                 cell_places: str = "before"):
+                 cell_places: str = "before", image_lead: str = ""):
         super().__init__(tokenizer)
         self.image_size = image_size
         self.image_tokens = image_tokens
@@ -77,21 +78,23 @@ class IllumeVLMProcessor(ProcessorMixin):
         self.max_length = max_length
         self.image_layout = list(image_layout) if image_layout else None
         self.cell_places = check_cell_places(cell_places)
+        self.image_lead = image_lead
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.image_ids = self._image_ids()
 
     def _image_ids(self) -> list[int]:
-        """The token ids an image stands for: placeholders, after place labels where there is a layout."""
+        """The token ids an image stands for: the lead's text, if any, then placeholders, after place labels
+        where there is a layout."""
+        ids: list[int] = self.encode(self.image_lead) if self.image_lead else []
         if not self.image_layout:
-            return [self.image_token_id] * self.image_tokens
+            return ids + [self.image_token_id] * self.image_tokens
         per_cell, rest = divmod(self.image_tokens, len(self.image_layout))
         if rest:
             raise ValueError(f"{self.image_tokens} image tokens do not divide among {len(self.image_layout)} places")
-        ids: list[int] = []
         last = len(self.image_layout) - 1
         for i, place in enumerate(self.image_layout):
-            ids += self.encode(("" if i == 0 else " ") + _place_before(place, self.cell_places))
+            ids += self.encode(("" if i == 0 and not self.image_lead else " ") + _place_before(place, self.cell_places))
             ids += [self.image_token_id] * per_cell
             ids += self.encode(_place_after(place, self.cell_places) + ("." if i == last else ","))
         return ids
@@ -235,7 +238,8 @@ class IllumeVLMProcessor(ProcessorMixin):
         (path / PROCESSOR_FILE).write_text(json.dumps({
             "image_size": self.image_size, "image_tokens": self.image_tokens,
             "image_token_id": self.image_token_id, "max_length": self.max_length,
-            "image_layout": self.image_layout, "cell_places": self.cell_places}, indent=2))
+            "image_layout": self.image_layout, "cell_places": self.cell_places, "image_lead": self.image_lead},
+            indent=2))
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "IllumeVLMProcessor":
