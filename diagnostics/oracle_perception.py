@@ -28,7 +28,9 @@ layout costs the LM. Two things differ there: the zero slots, and where the scen
 stands (``grid`` writes it inside the question, ``Q: top left: ... How many ...?
 A:``; the image comes before ``Q:``). ``--layout block`` separates them: the
 scene as text where the image's tokens stand, ``top left: nothing (top left), ...
-(bottom right).Q: How many ...? A:``, which is ``tokens`` without its zero slots.
+(bottom right).Q: How many ...? A:``, which is ``tokens`` without its zero slots
+(after the recipe's ``model.image_lead``, "Image: top left: ...", where it sets one, as
+the image's tokens are).
 
     .venv/bin/python diagnostics/oracle_perception.py --layout tokens
     .venv/bin/python diagnostics/oracle_perception.py --layout block
@@ -63,13 +65,15 @@ def describe_objects(scene: dict) -> str:
     return ", ".join(f"{o['size']} {o['color']} {o['shape']} {cell_name(o['row'], o['col'])}" for o in objs) + "."
 
 
-def as_text(ex: Example, layout: str, cell_places: str) -> Example:
+def as_text(ex: Example, layout: str, cell_places: str, lead: str = "") -> Example:
     """grid: laid out as the image tokens are (model.cell_places); objects: describe_objects; block: the
-    grid's text before ``Q:`` (the question then carries its own ``Q:``, see ``BLOCK_TEMPLATE``)."""
+    grid's text before ``Q:`` (the question then carries its own ``Q:``, see ``BLOCK_TEMPLATE``), after
+    ``lead`` (model.image_lead) as the image's tokens are."""
     if layout == "grid":
         return controls_as_text(ex, cell_places)  # the warm-up's own text bound
     if layout == "block":
-        return dataclasses.replace(ex, image=None, question=f"{scene_text(ex.meta['scene'], cell_places)}Q: {ex.question}")
+        scene = scene_text(ex.meta["scene"], cell_places)
+        return dataclasses.replace(ex, image=None, question=f"{lead + ' ' if lead else ''}{scene}Q: {ex.question}")
     return dataclasses.replace(ex, image=None, question=f"{describe_objects(ex.meta['scene'])} {ex.question}")
 
 
@@ -139,7 +143,8 @@ def main(argv: list[str] | None = None) -> None:
     steps = a.steps or round(cfg.steps * (1 - cfg.caption_fraction - cfg.grounding_fraction))
     cfg = text_questions_config(cfg, steps, a.eval_every)
     families = set(a.families.split(",")) if a.families else None
-    keep = (lambda e: e) if a.layout == "tokens" else (lambda e: as_text(e, a.layout, recipe.model.cell_places))
+    keep = (lambda e: e) if a.layout == "tokens" else (lambda e: as_text(e, a.layout, recipe.model.cell_places,
+                                                                     recipe.model.image_lead))
     train, val = ([keep(e) for e in load_examples(recipe.data, split)
                    if families is None or e.meta.get("family") in families] for split in ("train", "val"))
     if not train:

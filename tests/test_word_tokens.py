@@ -482,13 +482,14 @@ def test_family_as_text_diagnostic_trains_on_one_family_and_reports_each_evaluat
         mod.main(["recipes/vqax-text-critic.yaml", "--family", "exist", *tiny[:2]])
 
 
-def _oracle_perception_on(tiny_model):
-    """(the diagnostic's module, its tiny command-line settings, that recipe, its val examples, its base VLM)."""
+def _oracle_perception_on(tiny_model, more: tuple = ()):
+    """(the diagnostic's module, its tiny command-line settings and ``more``, that recipe, its val examples,
+    its base VLM)."""
     from illume_rm.checkpoints import base_vlm
     from illume_rm.config import load_recipe
 
     tiny = ["--set", f"model.base={tiny_model}", "--set", "model.image_size=64",
-            "--set", "data.shapes={train: 12, val: 4, test: 2, image_size: 64}", "--set", "warmup.batch_size=4"]
+            "--set", "data.shapes={train: 12, val: 4, test: 2, image_size: 64}", "--set", "warmup.batch_size=4", *more]
     recipe = load_recipe("recipes/shapes-warmup.yaml", [s for s in tiny if s != "--set"])
     return _diagnostic("oracle_perception"), tiny, recipe, load_examples(recipe.data, "val"), base_vlm(recipe)
 
@@ -523,14 +524,17 @@ def test_oracle_perception_tokens_layout_gives_the_true_words_and_zero_for_no_wo
     assert any(line.startswith("count ") for line in out.splitlines())
 
 
-def test_oracle_perception_block_layout_is_the_image_tokens_as_text_without_their_zero_slots(tiny_grid3, capsys):
+@pytest.mark.parametrize("lead", ["", "Image:"])
+def test_oracle_perception_block_layout_is_the_image_tokens_as_text_without_their_zero_slots(tiny_grid3, capsys, lead):
     """diagnostics/oracle_perception.py --layout block: the prompt's token ids are the image block's with
     each placeholder replaced by its true word (none for the zero slots) and then the question's own
-    prompt; the answer template is restored after the run, and a short run ends in the table."""
+    prompt, with the recipe's lead before both; the answer template is restored after the run, and a
+    short run ends in the table."""
     from illume_rm.train.align import cell_targets
     from illume_rm.vlm import base
 
-    mod, tiny, recipe, examples, vlm = _oracle_perception_on(tiny_grid3)
+    mod, tiny, recipe, examples, vlm = _oracle_perception_on(tiny_grid3, ["--set", f"model.image_lead='{lead}'"])
+    assert vlm.processor.image_lead == lead
     proc, cfg = vlm.processor, vlm.model.config
     gold = cell_targets(vlm, examples)
     for ex in examples:
@@ -545,7 +549,7 @@ def test_oracle_perception_block_layout_is_the_image_tokens_as_text_without_thei
             want += cfg.visual_word_ids[slot][word - 1] if word else []
         want += proc.encode(base.answer_prompt(ex))
         with mod.answer_template(mod.BLOCK_TEMPLATE):
-            got = proc.encode(base.answer_prompt(mod.as_text(ex, "block", recipe.model.cell_places)))
+            got = proc.encode(base.answer_prompt(mod.as_text(ex, "block", recipe.model.cell_places, lead)))
             assert base.VLM.answer.__defaults__[-1] == mod.BLOCK_TEMPLATE  # the evaluation's prompts too
         assert got == want
     mod.main(["--layout", "block", "--steps", "1", *tiny])
