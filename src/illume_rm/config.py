@@ -50,6 +50,11 @@ class ModelConfig:
     # LLaVA, Idefics3 or Qwen2-VL prompts; "" (none): the image's first token is the sequence's first.
     # README "A lead before the image"
     image_lead: str = field(default="", metadata={"hash_default": False})
+    # built-in VLM: where the image stands in a prompt. "first": before it ("<image> Q: What is it? A:");
+    # "question": inside the question, after its "Q:" ("Q: <image> What is it? A:"), where the warm-up's
+    # text upper bound writes the scene. Either way every prompt of an image begins with the same tokens,
+    # so they are read once for all of them. README "The image inside the question"
+    image_place: Literal["first", "question"] = field(default="first", metadata={"hash_default": False})
     # generation (sampling rationales, answering for evaluation) in fp32, or under bfloat16 autocast; "auto":
     # bf16 where the device runs it natively (a CPU with AMX / AVX512-BF16, a GPU with bf16), else fp32.
     # Training has its own (warmup.precision, finetune.precision). benchmarks/generation_precision.py.
