@@ -28,9 +28,10 @@ layout costs the LM. Two things differ there: the zero slots, and where the scen
 stands (``grid`` writes it inside the question, ``Q: top left: ... How many ...?
 A:``; the image comes before ``Q:``). ``--layout block`` separates them: the
 scene as text where the image's tokens stand, ``top left: nothing (top left), ...
-(bottom right).Q: How many ...? A:``, which is ``tokens`` without its zero slots
-(after the recipe's ``model.image_lead``, "Image: top left: ...", where it sets one, as
-the image's tokens are).
+(bottom right).Q: How many ...? A:``, which is ``tokens`` without its zero slots.
+With ``--set model.image_place=question`` the image stands where ``grid`` writes the
+scene (``Q: <image> How many ...? A:``), so ``block`` is ``grid`` there, and ``tokens``
+is ``grid`` with the zero slots.
 
     .venv/bin/python diagnostics/oracle_perception.py --layout tokens
     .venv/bin/python diagnostics/oracle_perception.py --layout block
@@ -65,15 +66,13 @@ def describe_objects(scene: dict) -> str:
     return ", ".join(f"{o['size']} {o['color']} {o['shape']} {cell_name(o['row'], o['col'])}" for o in objs) + "."
 
 
-def as_text(ex: Example, layout: str, cell_places: str, lead: str = "") -> Example:
+def as_text(ex: Example, layout: str, cell_places: str) -> Example:
     """grid: laid out as the image tokens are (model.cell_places); objects: describe_objects; block: the
-    grid's text before ``Q:`` (the question then carries its own ``Q:``, see ``BLOCK_TEMPLATE``), after
-    ``lead`` (model.image_lead) as the image's tokens are."""
+    grid's text before ``Q:`` (the question then carries its own ``Q:``, see ``BLOCK_TEMPLATE``)."""
     if layout == "grid":
         return controls_as_text(ex, cell_places)  # the warm-up's own text bound
     if layout == "block":
-        scene = scene_text(ex.meta["scene"], cell_places)
-        return dataclasses.replace(ex, image=None, question=f"{lead + ' ' if lead else ''}{scene}Q: {ex.question}")
+        return dataclasses.replace(ex, image=None, question=f"{scene_text(ex.meta['scene'], cell_places)}Q: {ex.question}")
     return dataclasses.replace(ex, image=None, question=f"{describe_objects(ex.meta['scene'])} {ex.question}")
 
 
@@ -143,14 +142,15 @@ def main(argv: list[str] | None = None) -> None:
     steps = a.steps or round(cfg.steps * (1 - cfg.caption_fraction - cfg.grounding_fraction))
     cfg = text_questions_config(cfg, steps, a.eval_every)
     families = set(a.families.split(",")) if a.families else None
-    keep = (lambda e: e) if a.layout == "tokens" else (lambda e: as_text(e, a.layout, recipe.model.cell_places,
-                                                                     recipe.model.image_lead))
+    # the image inside the question stands where the grid writes the scene: block is grid there
+    layout = "grid" if a.layout == "block" and recipe.model.image_place == "question" else a.layout
+    keep = (lambda e: e) if layout == "tokens" else (lambda e: as_text(e, layout, recipe.model.cell_places))
     train, val = ([keep(e) for e in load_examples(recipe.data, split)
                    if families is None or e.meta.get("family") in families] for split in ("train", "val"))
     if not train:
         raise UserError(f"oracle_perception: --families {a.families}: no training question is of these families")
     vlm = base_vlm(recipe)
-    template = BLOCK_TEMPLATE if a.layout == "block" else ANSWER_TEMPLATE
+    template = BLOCK_TEMPLATE if layout == "block" else ANSWER_TEMPLATE
     shown = template.format(question=val[0].question)
     if a.layout == "tokens":
         perfect_tokens(vlm, train + val)

@@ -38,24 +38,22 @@ def _force_words(vlm, choice: list[int]) -> None:
             offset += len(words) + 1
 
 
-@pytest.mark.parametrize("cell_places,lead,place", [("before", "", "first"), ("around", "", "first"),
-                                                   ("bare", "", "first"), ("around", "Image:", "first"),
-                                                   ("around", "", "question")])
+@pytest.mark.parametrize("cell_places,place", [("before", "first"), ("around", "first"), ("bare", "first"),
+                                               ("around", "question")])
 def test_image_tokens_of_exact_words_give_the_texts_logits_in_training_and_generate(tiny_grid3, shapes64, cell_places,
-                                                                                    lead, place):
+                                                                                    place):
     """The plumbing guarantee: an image whose tokens are exactly some words' embeddings is, to the LM,
     the text of those words (same logits, same loss, same greedy continuation), padded or not, in
-    either layout of the cells' places, with or without a lead ("Image:") before the image, or with the
-    image inside its question ("Q: <image> What is in the top left? A:")."""
+    either layout of the cells' places, before the prompt or inside its question ("Q: <image> What is
+    in the top left? A:")."""
     vlm = load_vlm(tiny_grid3)
     vlm.use_word_tokens(WORDS, cell_places)
-    vlm.set_image_lead(lead, place)
+    vlm.set_image_place(place)
     _force_words(vlm, [2, 1, 2])  # large red square, in every cell
     image = load_examples(shapes64, "train")[0].image
     places = vlm.processor.image_layout
     text = ", ".join({"before": f"{p}: large red square", "around": f"{p}: large red square ({p})",
                       "bare": f"{p} large red square {p}"}[cell_places] for p in places) + "."
-    text = f"{lead} {text}" if lead else text
     if place == "question":  # the image's text stands inside the question: "Q: top left: ... What is in ...? A:"
         text = f"Q: {text}"
     p = vlm.processor
@@ -388,56 +386,21 @@ def test_places_around_the_cells_are_the_scenes_text_and_survive_save_and_load(t
         vlm.use_word_tokens(WORDS, "sideways")
 
 
-def test_a_lead_before_the_image_comes_from_the_recipe_survives_save_and_load_and_keeps_old_keys(tiny_grid3,
-                                                                                                 tmp_path):
-    """model.image_lead: the built-in VLM's image tokens follow the lead's own tokens (the prompt still
-    after the image); saved with the checkpoint; a processor saved before the option existed has none; the
-    default leaves warm-up keys as they were; a model that is not the built-in one refuses it by name."""
-    from illume_rm.checkpoints import base_vlm
-    from illume_rm.config import _hashable, load_recipe
-    from illume_rm.errors import UserError
-    from illume_rm.vlm.processor import PROCESSOR_FILE, IllumeVLMProcessor
-    from test_vlm import tiny_llava
-
-    tiny = [f"model.base={tiny_grid3}", "model.image_size=64", "data.shapes={train: 12, val: 4, test: 2, image_size: 64}"]
-    plain = base_vlm(load_recipe("recipes/shapes-warmup.yaml", tiny))
-    lead_recipe = load_recipe("recipes/shapes-warmup.yaml", [*tiny, "model.image_lead='Image:'"])
-    led = base_vlm(lead_recipe)
-    p, lead = led.processor, led.processor.encode("Image:")
-    assert p.image_ids[:len(lead)] == lead
-    # the rest is the plain image, its first place now after a space, as in the text "Image: top left: ..."
-    rest, plain_ids = p.image_ids[len(lead):], plain.processor.image_ids
-    first = len(p.encode(" top left:"))
-    assert rest[:first] == p.encode(" top left:") and rest[first:] == plain_ids[len(p.encode("top left:")):]
-    batch = p.build(["Q: how many? A:"], [True], [" 2"])
-    assert p.tokenizer.decode(batch["input_ids"][0]).startswith("Image: top left:")
-    led.save(tmp_path / "ckpt")
-    again = load_vlm(tmp_path / "ckpt")
-    assert again.processor.image_lead == "Image:" and again.processor.image_ids == p.image_ids
-    spec = json.loads((tmp_path / "ckpt" / PROCESSOR_FILE).read_text())
-    del spec["image_lead"]
-    (tmp_path / "ckpt" / PROCESSOR_FILE).write_text(json.dumps(spec))
-    assert IllumeVLMProcessor.from_pretrained(tmp_path / "ckpt").image_lead == ""
-    key = lambda r: r.hash("seed", "data", "model", "warmup")  # noqa: E731
-    default = load_recipe("recipes/shapes-warmup.yaml", tiny)
-    assert "image_lead" not in _hashable(default)["model"] and key(default) != key(lead_recipe)
-    with pytest.raises(UserError, match="image_lead and model.image_place are for the built-in VLM"):
-        base_vlm(load_recipe(None, [f"model.base={tiny_llava(tmp_path / 'llava')}", "model.image_lead='Image:'"]))
-
-
 def test_an_image_inside_its_question_is_the_text_bounds_layout_in_training_and_in_chats(tiny_grid3, tmp_path):
     """model.image_place: question: each prompt of an image reads ``Q: <image> What ...? A:``, token for
     token the warm-up's text upper bound (``Q: <scene> What ...? A:``) with each placeholder its true
     word (none for the zero slots); a caption prompt follows the image after a space; a chat rendered by
     the processor's template gives the same ids; saved with the checkpoint (an older processor file
-    reads "first"); and a lead with it is refused."""
+    reads "first"); the default leaves warm-up keys as they were; a model that is not the built-in one
+    refuses it by name."""
     from illume_rm.checkpoints import base_vlm
-    from illume_rm.config import load_recipe
+    from illume_rm.config import _hashable, load_recipe
     from illume_rm.errors import UserError
     from illume_rm.evaluate.controls import as_text
     from illume_rm.train.align import cell_targets
     from illume_rm.vlm.base import answer_prompt
     from illume_rm.vlm.processor import PROCESSOR_FILE, IllumeVLMProcessor
+    from test_vlm import tiny_llava
 
     tiny = [f"model.base={tiny_grid3}", "model.image_size=64", "data.shapes={train: 12, val: 4, test: 2, image_size: 64}"]
     recipe = load_recipe("recipes/shapes-warmup.yaml", [*tiny, "model.image_place=question"])
@@ -470,9 +433,11 @@ def test_an_image_inside_its_question_is_the_text_bounds_layout_in_training_and_
     del spec["image_place"]
     (tmp_path / "ckpt" / PROCESSOR_FILE).write_text(json.dumps(spec))
     assert IllumeVLMProcessor.from_pretrained(tmp_path / "ckpt").image_place == "first"
-    with pytest.raises(UserError, match="takes no model.image_lead"):
-        base_vlm(load_recipe("recipes/shapes-warmup.yaml", [*tiny, "model.image_place=question",
-                                                           "model.image_lead='Image:'"]))
+    key = lambda r: r.hash("seed", "data", "model", "warmup")  # noqa: E731
+    default = load_recipe("recipes/shapes-warmup.yaml", tiny)
+    assert "image_place" not in _hashable(default)["model"] and key(default) != key(recipe)
+    with pytest.raises(UserError, match="image_place is for the built-in VLM"):
+        base_vlm(load_recipe(None, [f"model.base={tiny_llava(tmp_path / 'llava')}", "model.image_place=question"]))
     with pytest.raises(UserError, match="image_place"):
         load_recipe(None, ["model.image_place=last"])
 
@@ -540,14 +505,13 @@ def test_family_as_text_diagnostic_trains_on_one_family_and_reports_each_evaluat
         mod.main(["recipes/vqax-text-critic.yaml", "--family", "exist", *tiny[:2]])
 
 
-def _oracle_perception_on(tiny_model, more: tuple = ()):
-    """(the diagnostic's module, its tiny command-line settings and ``more``, that recipe, its val examples,
-    its base VLM)."""
+def _oracle_perception_on(tiny_model):
+    """(the diagnostic's module, its tiny command-line settings, that recipe, its val examples, its base VLM)."""
     from illume_rm.checkpoints import base_vlm
     from illume_rm.config import load_recipe
 
     tiny = ["--set", f"model.base={tiny_model}", "--set", "model.image_size=64",
-            "--set", "data.shapes={train: 12, val: 4, test: 2, image_size: 64}", "--set", "warmup.batch_size=4", *more]
+            "--set", "data.shapes={train: 12, val: 4, test: 2, image_size: 64}", "--set", "warmup.batch_size=4"]
     recipe = load_recipe("recipes/shapes-warmup.yaml", [s for s in tiny if s != "--set"])
     return _diagnostic("oracle_perception"), tiny, recipe, load_examples(recipe.data, "val"), base_vlm(recipe)
 
@@ -582,17 +546,14 @@ def test_oracle_perception_tokens_layout_gives_the_true_words_and_zero_for_no_wo
     assert any(line.startswith("count ") for line in out.splitlines())
 
 
-@pytest.mark.parametrize("lead", ["", "Image:"])
-def test_oracle_perception_block_layout_is_the_image_tokens_as_text_without_their_zero_slots(tiny_grid3, capsys, lead):
+def test_oracle_perception_block_layout_is_the_image_tokens_as_text_without_their_zero_slots(tiny_grid3, capsys):
     """diagnostics/oracle_perception.py --layout block: the prompt's token ids are the image block's with
     each placeholder replaced by its true word (none for the zero slots) and then the question's own
-    prompt, with the recipe's lead before both; the answer template is restored after the run, and a
-    short run ends in the table."""
+    prompt; the answer template is restored after the run, and a short run ends in the table."""
     from illume_rm.train.align import cell_targets
     from illume_rm.vlm import base
 
-    mod, tiny, recipe, examples, vlm = _oracle_perception_on(tiny_grid3, ["--set", f"model.image_lead='{lead}'"])
-    assert vlm.processor.image_lead == lead
+    mod, tiny, recipe, examples, vlm = _oracle_perception_on(tiny_grid3)
     proc, cfg = vlm.processor, vlm.model.config
     gold = cell_targets(vlm, examples)
     for ex in examples:
@@ -607,7 +568,7 @@ def test_oracle_perception_block_layout_is_the_image_tokens_as_text_without_thei
             want += cfg.visual_word_ids[slot][word - 1] if word else []
         want += proc.encode(base.answer_prompt(ex))
         with mod.answer_template(mod.BLOCK_TEMPLATE):
-            got = proc.encode(base.answer_prompt(mod.as_text(ex, "block", recipe.model.cell_places, lead)))
+            got = proc.encode(base.answer_prompt(mod.as_text(ex, "block", recipe.model.cell_places)))
             assert base.VLM.answer.__defaults__[-1] == mod.BLOCK_TEMPLATE  # the evaluation's prompts too
         assert got == want
     mod.main(["--layout", "block", "--steps", "1", *tiny])

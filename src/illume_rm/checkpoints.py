@@ -30,14 +30,11 @@ def base_vlm(recipe, path=None, log=print):
             log(f"note: data '{recipe.data.name}' has no words for image tokens, so they stay projected "
                 "(continuous); set model.visual_words (each slot's words, e.g. [[small, large], "
                 "[red, blue], [circle, square]]) to write images as words")
-    if path is None and (recipe.model.image_lead or recipe.model.image_place != "first"):
-        if not hasattr(vlm, "set_image_lead"):
-            raise UserError(f"model.image_lead and model.image_place are for the built-in VLM; model.base "
-                            f"{recipe.model.base} writes its images as its own processor does (leave them unset)")
-        if recipe.model.image_lead and recipe.model.image_place == "question":
-            raise UserError("model.image_place: question puts the image after the question's 'Q:'; it takes no "
-                            f"model.image_lead ({recipe.model.image_lead!r}): set one of the two")
-        vlm.set_image_lead(recipe.model.image_lead, recipe.model.image_place)
+    if path is None and recipe.model.image_place != "first":
+        if not hasattr(vlm, "set_image_place"):
+            raise UserError(f"model.image_place is for the built-in VLM; model.base {recipe.model.base} places "
+                            "its images as its own processor does (leave image_place unset)")
+        vlm.set_image_place(recipe.model.image_place)
     return vlm
 
 

@@ -46,10 +46,6 @@ class ModelConfig:
     # the colon and brackets ("top left <words> top left, ...": 70 image tokens against 89, so a step costs
     # less; measured, not the default). README "Each cell's place", "The places bare"
     cell_places: Literal["before", "around", "bare"] = field(default="around", metadata={"hash_unless": "before"})
-    # built-in VLM: text before each image's tokens ("Image:"), as a chat prefix stands before the image in
-    # LLaVA, Idefics3 or Qwen2-VL prompts; "" (none): the image's first token is the sequence's first.
-    # README "A lead before the image"
-    image_lead: str = field(default="", metadata={"hash_default": False})
     # built-in VLM: where the image stands in a prompt. "first": before it ("<image> Q: What is it? A:");
     # "question": inside the question, after its "Q:" ("Q: <image> What is it? A:"), where the warm-up's
     # text upper bound writes the scene. Either way every prompt of an image begins with the same tokens,

@@ -150,17 +150,14 @@ class BuiltinVLM(VLM):
         p.max_length = max(p.max_length, 192 if cell_places == "before" else 224)  # ~7 (10 around, 8 bare) tokens a cell
         p.image_ids = p._image_ids()
 
-    def set_image_lead(self, lead: str, place: str = "first") -> None:
-        """Write ``lead`` ("Image:") before each image's tokens, as a chat prefix stands before the image in
-        other VLMs' prompts ("" for none); ``place`` "question": the image inside its question, after the
-        prompt's ``Q:`` (``IllumeVLMProcessor.after_image``)."""
+    def set_image_place(self, place: str) -> None:
+        """``place`` "question": each image inside its question, after the prompt's ``Q:``
+        (``IllumeVLMProcessor.after_image``); "first": before the prompt."""
         from .processor import IMAGE_PLACES
 
         if place not in IMAGE_PLACES:
             raise ValueError(f"image_place must be one of {', '.join(IMAGE_PLACES)}, not {place!r}")
-        if lead and place == "question":
-            raise ValueError("an image inside its question follows the question's 'Q:': it takes no other lead")
-        self.processor.image_lead, self.processor.image_place = lead, place
+        self.processor.image_place = place
         self.processor.image_ids = self.processor._image_ids()
 
     @torch.no_grad()

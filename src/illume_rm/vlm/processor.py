@@ -1,7 +1,6 @@
 """Turns (image, prompt, target) triples into model inputs for the built-in VLM.
 
-The image comes first (after a lead's text, "Image:", where ``image_lead`` is set), then the prompt,
-then the target and EOS; with ``image_place="question"`` the image stands inside the question, after
+The image comes first, then the prompt, then the target and EOS; with ``image_place="question"`` the image stands inside the question, after
 its ``Q:`` ("Q: top left: ... (bottom right). What is it? A:", as the warm-up's text upper bound writes
 the scene), still the same tokens at the start of every prompt of an image. An image is
 its placeholders alone, or, with an ``image_layout`` (word-anchored tokens),
@@ -74,7 +73,7 @@ class IllumeVLMProcessor(ProcessorMixin):
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, image_size: int, image_tokens: int,
                  image_token_id: int, max_length: int = 128, image_layout: list[str] | None = None,
-                 cell_places: str = "before", image_lead: str = "", image_place: str = "first"):
+                 cell_places: str = "before", image_place: str = "first"):
         super().__init__(tokenizer)
         self.image_size = image_size
         self.image_tokens = image_tokens
@@ -82,7 +81,6 @@ class IllumeVLMProcessor(ProcessorMixin):
         self.max_length = max_length
         self.image_layout = list(image_layout) if image_layout else None
         self.cell_places = check_cell_places(cell_places)
-        self.image_lead = image_lead
         if image_place not in IMAGE_PLACES:
             raise ValueError(f"image_place must be one of {', '.join(IMAGE_PLACES)}, not {image_place!r}")
         self.image_place = image_place
@@ -91,9 +89,9 @@ class IllumeVLMProcessor(ProcessorMixin):
         self.image_ids = self._image_ids()
 
     def _image_ids(self) -> list[int]:
-        """The token ids an image stands for: the lead's text, if any ("Q:" where the image stands inside
-        the question), then placeholders, after place labels where there is a layout."""
-        lead = QUESTION_MARK if self.image_place == "question" else self.image_lead
+        """The token ids an image stands for: placeholders, after place labels where there is a layout, and
+        after the question's ``Q:`` where the image stands inside the question."""
+        lead = QUESTION_MARK if self.image_place == "question" else ""
         ids: list[int] = self.encode(lead) if lead else []
         if not self.image_layout:
             return ids + [self.image_token_id] * self.image_tokens
@@ -255,7 +253,7 @@ class IllumeVLMProcessor(ProcessorMixin):
         (path / PROCESSOR_FILE).write_text(json.dumps({
             "image_size": self.image_size, "image_tokens": self.image_tokens,
             "image_token_id": self.image_token_id, "max_length": self.max_length,
-            "image_layout": self.image_layout, "cell_places": self.cell_places, "image_lead": self.image_lead,
+            "image_layout": self.image_layout, "cell_places": self.cell_places,
             "image_place": self.image_place},
             indent=2))
 
