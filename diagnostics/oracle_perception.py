@@ -29,9 +29,6 @@ stands (``grid`` writes it inside the question, ``Q: top left: ... How many ...?
 A:``; the image comes before ``Q:``). ``--layout block`` separates them: the
 scene as text where the image's tokens stand, ``top left: nothing (top left), ...
 (bottom right).Q: How many ...? A:``, which is ``tokens`` without its zero slots.
-With ``--set model.image_place=question`` the image stands where ``grid`` writes the
-scene (``Q: <image> How many ...? A:``), so ``block`` is ``grid`` there, and ``tokens``
-is ``grid`` with the zero slots.
 
     .venv/bin/python diagnostics/oracle_perception.py --layout tokens
     .venv/bin/python diagnostics/oracle_perception.py --layout block
@@ -142,15 +139,13 @@ def main(argv: list[str] | None = None) -> None:
     steps = a.steps or round(cfg.steps * (1 - cfg.caption_fraction - cfg.grounding_fraction))
     cfg = text_questions_config(cfg, steps, a.eval_every)
     families = set(a.families.split(",")) if a.families else None
-    # the image inside the question stands where the grid writes the scene: block is grid there
-    layout = "grid" if a.layout == "block" and recipe.model.image_place == "question" else a.layout
-    keep = (lambda e: e) if layout == "tokens" else (lambda e: as_text(e, layout, recipe.model.cell_places))
+    keep = (lambda e: e) if a.layout == "tokens" else (lambda e: as_text(e, a.layout, recipe.model.cell_places))
     train, val = ([keep(e) for e in load_examples(recipe.data, split)
                    if families is None or e.meta.get("family") in families] for split in ("train", "val"))
     if not train:
         raise UserError(f"oracle_perception: --families {a.families}: no training question is of these families")
     vlm = base_vlm(recipe)
-    template = BLOCK_TEMPLATE if layout == "block" else ANSWER_TEMPLATE
+    template = BLOCK_TEMPLATE if a.layout == "block" else ANSWER_TEMPLATE
     shown = template.format(question=val[0].question)
     if a.layout == "tokens":
         perfect_tokens(vlm, train + val)

@@ -38,24 +38,18 @@ def _force_words(vlm, choice: list[int]) -> None:
             offset += len(words) + 1
 
 
-@pytest.mark.parametrize("cell_places,place", [("before", "first"), ("around", "first"), ("bare", "first"),
-                                               ("around", "question")])
-def test_image_tokens_of_exact_words_give_the_texts_logits_in_training_and_generate(tiny_grid3, shapes64, cell_places,
-                                                                                    place):
+@pytest.mark.parametrize("cell_places", ["before", "around", "bare"])
+def test_image_tokens_of_exact_words_give_the_texts_logits_in_training_and_generate(tiny_grid3, shapes64, cell_places):
     """The plumbing guarantee: an image whose tokens are exactly some words' embeddings is, to the LM,
     the text of those words (same logits, same loss, same greedy continuation), padded or not, in
-    either layout of the cells' places, before the prompt or inside its question ("Q: <image> What is
-    in the top left? A:")."""
+    either layout of the cells' places."""
     vlm = load_vlm(tiny_grid3)
     vlm.use_word_tokens(WORDS, cell_places)
-    vlm.set_image_place(place)
     _force_words(vlm, [2, 1, 2])  # large red square, in every cell
     image = load_examples(shapes64, "train")[0].image
     places = vlm.processor.image_layout
     text = ", ".join({"before": f"{p}: large red square", "around": f"{p}: large red square ({p})",
                       "bare": f"{p} large red square {p}"}[cell_places] for p in places) + "."
-    if place == "question":  # the image's text stands inside the question: "Q: top left: ... What is in ...? A:"
-        text = f"Q: {text}"
     p = vlm.processor
     # the processor's image, placeholders aside, is this text's own tokenisation
     ids = p.image_ids
@@ -63,8 +57,7 @@ def test_image_tokens_of_exact_words_give_the_texts_logits_in_training_and_gener
                                                          if t not in {p.encode(" " + w)[0] for w in ("large", "red", "square")}]
     prompt, target = "Q: What is in the top left? A:", " a large red square"
     with_image = [(image, prompt, target), (None, "Q: pad me to a longer row than the other one? A:", " no")]
-    after = " " + prompt.removeprefix("Q: ") if place == "question" else prompt
-    as_text = [(None, text + after, target), with_image[1]]
+    as_text = [(None, text + prompt, target), with_image[1]]
     vlm.model.eval()
     a, b = vlm._inputs(with_image, "right", True), vlm._inputs(as_text, "right", True)
     assert torch.equal(a["labels"][a["labels"] != -100], b["labels"][b["labels"] != -100])
@@ -76,7 +69,7 @@ def test_image_tokens_of_exact_words_give_the_texts_logits_in_training_and_gener
     assert torch.allclose(logits_a, logits_b, atol=1e-5)
     assert torch.allclose(vlm.loss(with_image), vlm.loss(as_text), atol=1e-6)
     gen = [(image, prompt, None), (None, "Q: a longer prompt than the first one here? A:", None)]
-    gen_text = [(None, text + after, None), gen[1]]
+    gen_text = [(None, text + prompt, None), gen[1]]
     assert vlm.generate(gen, max_new_tokens=6) == vlm.generate(gen_text, max_new_tokens=6)
 
 
@@ -384,62 +377,6 @@ def test_places_around_the_cells_are_the_scenes_text_and_survive_save_and_load(t
     assert IllumeVLMProcessor.from_pretrained(tmp_path / "ckpt").cell_places == "before"
     with pytest.raises(ValueError, match="cell_places"):
         vlm.use_word_tokens(WORDS, "sideways")
-
-
-def test_an_image_inside_its_question_is_the_text_bounds_layout_in_training_and_in_chats(tiny_grid3, tmp_path):
-    """model.image_place: question: each prompt of an image reads ``Q: <image> What ...? A:``, token for
-    token the warm-up's text upper bound (``Q: <scene> What ...? A:``) with each placeholder its true
-    word (none for the zero slots); a caption prompt follows the image after a space; a chat rendered by
-    the processor's template gives the same ids; saved with the checkpoint (an older processor file
-    reads "first"); the default leaves warm-up keys as they were; a model that is not the built-in one
-    refuses it by name."""
-    from illume_rm.checkpoints import base_vlm
-    from illume_rm.config import _hashable, load_recipe
-    from illume_rm.errors import UserError
-    from illume_rm.evaluate.controls import as_text
-    from illume_rm.train.align import cell_targets
-    from illume_rm.vlm.base import answer_prompt
-    from illume_rm.vlm.processor import PROCESSOR_FILE, IllumeVLMProcessor
-    from test_vlm import tiny_llava
-
-    tiny = [f"model.base={tiny_grid3}", "model.image_size=64", "data.shapes={train: 12, val: 4, test: 2, image_size: 64}"]
-    recipe = load_recipe("recipes/shapes-warmup.yaml", [*tiny, "model.image_place=question"])
-    vlm = base_vlm(recipe)
-    p, cfg = vlm.processor, vlm.model.config
-    examples = load_examples(recipe.data, "val")
-    gold = cell_targets(vlm, examples)
-    for ex in examples:
-        batch = p.build([answer_prompt(ex)], [True])
-        got, k = [], 0
-        for i in batch["input_ids"][0].tolist():
-            if i != cfg.image_token_id:
-                got.append(i)
-                continue
-            cell, slot = divmod(k, len(cfg.visual_words))
-            k += 1
-            word = int(gold[ex.image][cell, slot])
-            got += cfg.visual_word_ids[slot][word - 1] if word else []
-        assert got == p.encode(answer_prompt(as_text(ex, recipe.model.cell_places)))
-        chat = [{"role": "user", "content": [{"type": "image", "image": ex.image},
-                                             {"type": "text", "text": answer_prompt(ex)}]}]
-        assert p.apply_chat_template(chat, tokenize=True, return_dict=True)["input_ids"][0] == \
-            batch["input_ids"][0].tolist()
-    caption = p.build(["Describe the image:"], [True])["input_ids"][0].tolist()
-    assert caption == p.image_ids + p.encode(" Describe the image:")
-    vlm.save(tmp_path / "ckpt")
-    again = load_vlm(tmp_path / "ckpt")
-    assert again.processor.image_place == "question" and again.processor.image_ids == p.image_ids
-    spec = json.loads((tmp_path / "ckpt" / PROCESSOR_FILE).read_text())
-    del spec["image_place"]
-    (tmp_path / "ckpt" / PROCESSOR_FILE).write_text(json.dumps(spec))
-    assert IllumeVLMProcessor.from_pretrained(tmp_path / "ckpt").image_place == "first"
-    key = lambda r: r.hash("seed", "data", "model", "warmup")  # noqa: E731
-    default = load_recipe("recipes/shapes-warmup.yaml", tiny)
-    assert "image_place" not in _hashable(default)["model"] and key(default) != key(recipe)
-    with pytest.raises(UserError, match="image_place is for the built-in VLM"):
-        base_vlm(load_recipe(None, [f"model.base={tiny_llava(tmp_path / 'llava')}", "model.image_place=question"]))
-    with pytest.raises(UserError, match="image_place"):
-        load_recipe(None, ["model.image_place=last"])
 
 
 def test_cell_places_before_keeps_old_warmup_keys_and_a_bad_value_is_refused():

@@ -30,11 +30,6 @@ def base_vlm(recipe, path=None, log=print):
             log(f"note: data '{recipe.data.name}' has no words for image tokens, so they stay projected "
                 "(continuous); set model.visual_words (each slot's words, e.g. [[small, large], "
                 "[red, blue], [circle, square]]) to write images as words")
-    if path is None and recipe.model.image_place != "first":
-        if not hasattr(vlm, "set_image_place"):
-            raise UserError(f"model.image_place is for the built-in VLM; model.base {recipe.model.base} places "
-                            "its images as its own processor does (leave image_place unset)")
-        vlm.set_image_place(recipe.model.image_place)
     return vlm
 
 

@@ -46,11 +46,6 @@ class ModelConfig:
     # the colon and brackets ("top left <words> top left, ...": 70 image tokens against 89, so a step costs
     # less; measured, not the default). README "Each cell's place", "The places bare"
     cell_places: Literal["before", "around", "bare"] = field(default="around", metadata={"hash_unless": "before"})
-    # built-in VLM: where the image stands in a prompt. "first": before it ("<image> Q: What is it? A:");
-    # "question": inside the question, after its "Q:" ("Q: <image> What is it? A:"), where the warm-up's
-    # text upper bound writes the scene. Either way every prompt of an image begins with the same tokens,
-    # so they are read once for all of them. README "The image inside the question"
-    image_place: Literal["first", "question"] = field(default="first", metadata={"hash_default": False})
     # generation (sampling rationales, answering for evaluation) in fp32, or under bfloat16 autocast; "auto":
     # bf16 where the device runs it natively (a CPU with AMX / AVX512-BF16, a GPU with bf16), else fp32.
     # Training has its own (warmup.precision, finetune.precision). benchmarks/generation_precision.py.

@@ -150,16 +150,6 @@ class BuiltinVLM(VLM):
         p.max_length = max(p.max_length, 192 if cell_places == "before" else 224)  # ~7 (10 around, 8 bare) tokens a cell
         p.image_ids = p._image_ids()
 
-    def set_image_place(self, place: str) -> None:
-        """``place`` "question": each image inside its question, after the prompt's ``Q:``
-        (``IllumeVLMProcessor.after_image``); "first": before the prompt."""
-        from .processor import IMAGE_PLACES
-
-        if place not in IMAGE_PLACES:
-            raise ValueError(f"image_place must be one of {', '.join(IMAGE_PLACES)}, not {place!r}")
-        self.processor.image_place = place
-        self.processor.image_ids = self.processor._image_ids()
-
     @torch.no_grad()
     def describe(self, images: Sequence[str]) -> list[str]:
         """What the word-anchored image tokens say of each image, as text: each cell's place and its

@@ -1,8 +1,6 @@
 """Turns (image, prompt, target) triples into model inputs for the built-in VLM.
 
-The image comes first, then the prompt, then the target and EOS; with ``image_place="question"`` the image stands inside the question, after
-its ``Q:`` ("Q: top left: ... (bottom right). What is it? A:", as the warm-up's text upper bound writes
-the scene), still the same tokens at the start of every prompt of an image. An image is
+The image comes first, then the prompt, then the target and EOS. An image is
 its placeholders alone, or, with an ``image_layout`` (word-anchored tokens),
 each grid cell's place in words before its placeholders, as text:
 ``top left: <img><img><img>, top middle: <img><img><img>, ... bottom right: <img><img><img>.``
@@ -36,8 +34,6 @@ PROCESSOR_FILE = "illume_processor.json"
 # where the layout writes each cell's place: before its tokens, or before and after them, with a colon
 # and brackets (around) or bare (cell_text)
 CELL_PLACES = ("before", "around", "bare")
-IMAGE_PLACES = ("first", "question")  # where an image stands: before its prompt, or inside it, after "Q:"
-QUESTION_MARK = "Q:"
 IMAGE_MARK = "<image>"  # where a rendered chat puts the image (never tokenized: split on before encoding)
 
 
@@ -73,7 +69,7 @@ class IllumeVLMProcessor(ProcessorMixin):
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, image_size: int, image_tokens: int,
                  image_token_id: int, max_length: int = 128, image_layout: list[str] | None = None,
-                 cell_places: str = "before", image_place: str = "first"):
+                 cell_places: str = "before"):
         super().__init__(tokenizer)
         self.image_size = image_size
         self.image_tokens = image_tokens
@@ -81,26 +77,21 @@ class IllumeVLMProcessor(ProcessorMixin):
         self.max_length = max_length
         self.image_layout = list(image_layout) if image_layout else None
         self.cell_places = check_cell_places(cell_places)
-        if image_place not in IMAGE_PLACES:
-            raise ValueError(f"image_place must be one of {', '.join(IMAGE_PLACES)}, not {image_place!r}")
-        self.image_place = image_place
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.image_ids = self._image_ids()
 
     def _image_ids(self) -> list[int]:
-        """The token ids an image stands for: placeholders, after place labels where there is a layout, and
-        after the question's ``Q:`` where the image stands inside the question."""
-        lead = QUESTION_MARK if self.image_place == "question" else ""
-        ids: list[int] = self.encode(lead) if lead else []
+        """The token ids an image stands for: placeholders, after place labels where there is a layout."""
         if not self.image_layout:
-            return ids + [self.image_token_id] * self.image_tokens
+            return [self.image_token_id] * self.image_tokens
         per_cell, rest = divmod(self.image_tokens, len(self.image_layout))
         if rest:
             raise ValueError(f"{self.image_tokens} image tokens do not divide among {len(self.image_layout)} places")
+        ids: list[int] = []
         last = len(self.image_layout) - 1
         for i, place in enumerate(self.image_layout):
-            ids += self.encode(("" if i == 0 and not lead else " ") + _place_before(place, self.cell_places))
+            ids += self.encode(("" if i == 0 else " ") + _place_before(place, self.cell_places))
             ids += [self.image_token_id] * per_cell
             ids += self.encode(_place_after(place, self.cell_places) + ("." if i == last else ","))
         return ids
@@ -137,21 +128,13 @@ class IllumeVLMProcessor(ProcessorMixin):
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False).input_ids
 
-    def after_image(self, prompt: str) -> str:
-        """The text that follows an image: its prompt, or, where the image stands inside the question, the
-        prompt after its ``Q:`` (which the image's tokens begin with): ``Q: What is it? A:`` continues
-        `` What is it? A:``, so the image reads as ``Q: top left: ... (bottom right). What is it? A:``."""
-        if self.image_place != "question":
-            return prompt
-        return " " + prompt.removeprefix(QUESTION_MARK).lstrip()
-
     def build(self, prompts: list[str], has_image: list[bool], targets: list[str] | None = None,
               padding_side: str = "right", target_weights: list[float] | None = None) -> dict[str, torch.Tensor]:
         """Token ids (with image placeholders), attention mask and, with targets, labels."""
         rows, label_rows = [], []
         for i, prompt in enumerate(prompts):
             image = self.image_ids if has_image[i] else []
-            ids = self.encode(self.after_image(prompt) if has_image[i] else prompt)
+            ids = self.encode(prompt)
             labels = [-100] * len(ids)
             if targets is not None:
                 tgt = self.encode(targets[i]) + [self.eos_token_id]
@@ -227,7 +210,6 @@ class IllumeVLMProcessor(ProcessorMixin):
             for k, piece in enumerate(pieces):
                 if k:
                     ids += self.image_ids
-                    piece = self.after_image(piece)
                 ids += self.encode(piece) if piece else []
             rows.append(ids)
             flat += imgs
@@ -253,9 +235,7 @@ class IllumeVLMProcessor(ProcessorMixin):
         (path / PROCESSOR_FILE).write_text(json.dumps({
             "image_size": self.image_size, "image_tokens": self.image_tokens,
             "image_token_id": self.image_token_id, "max_length": self.max_length,
-            "image_layout": self.image_layout, "cell_places": self.cell_places,
-            "image_place": self.image_place},
-            indent=2))
+            "image_layout": self.image_layout, "cell_places": self.cell_places}, indent=2))
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "IllumeVLMProcessor":
