@@ -512,3 +512,48 @@ def test_oracle_perception_block_layout_is_the_image_tokens_as_text_without_thei
     assert any(line.startswith("count ") for line in capsys.readouterr().out.splitlines())
     assert base.answer_prompt.__defaults__ == (base.ANSWER_TEMPLATE,)
     assert base.VLM.answer.__defaults__[-1] == base.ANSWER_TEMPLATE
+
+
+def test_count_forms_diagnostic_splits_count_questions_by_form_and_reads_the_captions_number(tiny_grid3, capsys):
+    """diagnostics/count_forms.py: every count question the generator writes falls in one of the three
+    forms; a caption's number is its first word; a run on a model reports each form with its answers
+    and the captions' numbers, and counts right what a model answering exactly the truth says."""
+    from illume_rm.config import load_recipe
+    from illume_rm.errors import UserError
+
+    mod = _diagnostic("count_forms")
+    recipe = load_recipe("recipes/shapes-warmup.yaml", [])
+    questions = [e.question for e in load_examples(recipe.data, "val") if e.meta.get("family") == "count"]
+    forms = {q: mod.form(q) for q in questions}
+    assert forms["How many objects are there?"] == "objects"
+    assert all(f == "colour" for q, f in forms.items() if q.endswith(" objects are there?") and q != "How many objects are there?")
+    assert all(f == "shape" for q, f in forms.items() if not q.endswith(" objects are there?"))
+    assert {"objects", "colour", "shape"} == set(forms.values())
+    assert mod.caption_number("three objects: a small red circle") == "three"
+    assert mod.caption_number(" One object: a large gray square") == "one" and mod.caption_number("") == ""
+
+    class Truthful:  # answers every question right and captions each image with its true count
+        def __init__(self, examples):
+            self.truth = {e.image: e for e in examples}
+
+        def answer(self, examples):
+            return [e.answer for e in examples]
+
+        def generate(self, items, max_new_tokens=8):
+            return [[f"{self.truth[img].answer} objects: ..."] for img, _, _ in items]
+
+    examples = [e for e in load_examples(DataConfig(name="shapes", shapes=ShapesConfig(train=4, val=60, test=2,
+                                                                                     image_size=64)), "val")
+                if e.meta.get("family") == "count"]
+    whole = [e for e in examples if mod.form(e.question) == "objects"]
+    res = mod.measure(Truthful(whole), examples)
+    assert res["objects"]["right"] == res["objects"]["n"] == len(whole) > 0
+    assert res["objects"]["caption_right"] == res["objects"]["caption_agrees"] == len(whole)
+    assert sum(res[f]["n"] for f in mod.FORMS) == len(examples)
+    tiny = ["--set", f"model.base={tiny_grid3}", "--set", "model.image_size=64",
+            "--set", "data.shapes={train: 12, val: 20, test: 2, image_size: 64}"]
+    mod.main([str(tiny_grid3), *tiny])
+    out = capsys.readouterr().out
+    assert "answers given" in out and any(line.startswith("objects ") for line in out.splitlines())
+    with pytest.raises(UserError, match="needs shapes"):
+        mod.main([str(tiny_grid3), "--recipe", "recipes/vqax-text-critic.yaml"])
