@@ -66,7 +66,9 @@ def test_keyboard_annotation_in_a_real_browser(server, tmp_path):
             assert XSS in [items.nth(k).text_content() for k in range(3)]
             assert page.evaluate("window.__pwned") is None
             assert page.locator("#cands img").count() == 0
-            assert page.evaluate("document.querySelector('#image').naturalWidth") > 0  # served from the dataset
+            # served from the dataset: it loads after the candidates show, so wait for it (a timeout fails)
+            page.wait_for_function("document.querySelector('#image').complete"
+                                   " && document.querySelector('#image').naturalWidth > 0", timeout=10000)
             page.keyboard.press("1")
             page.keyboard.press("3")
             page.keyboard.press("3")  # toggled back off
