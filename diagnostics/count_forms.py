@@ -3,7 +3,8 @@
 Count is the family the warm-up reads least from the image. This splits the val count questions by
 form ("How many objects are there?", "How many <colour> objects ...?", "How many <shape>s ...?"):
 per form, the accuracy, the answers given and the true ones (a model that always says one number
-has answers that do not follow the truth); and for the "How many objects" questions, the number
+has answers that do not follow the truth), and for "How many objects" how many of each true number
+it gets right; and for the "How many objects" questions, the number
 the model's own caption of the image begins with ("three objects: ..."), which the warm-up's
 caption steps train, against the truth and against its answer.
 
@@ -44,11 +45,13 @@ def measure(vlm, questions) -> dict:
     """Per form: n, right, the answers given and the true ones (Counters); for "objects", the captions'
     numbers: right, and agreeing with the answer."""
     answers = [parse_answer(a) for a in vlm.answer(questions)]
-    out = {f: {"n": 0, "right": 0, "given": collections.Counter(), "truth": collections.Counter()} for f in FORMS}
+    out = {f: {"n": 0, "right": 0, "given": collections.Counter(), "truth": collections.Counter(),
+               "right_by_truth": collections.Counter()} for f in FORMS}
     for ex, a in zip(questions, answers):
         row = out[form(ex.question)]
         row["n"] += 1
         row["right"] += a == ex.answer
+        row["right_by_truth"][ex.answer] += a == ex.answer
         row["given"][a] += 1
         row["truth"][ex.answer] += 1
     whole = [(ex, a) for ex, a in zip(questions, answers) if form(ex.question) == "objects"]
@@ -69,6 +72,9 @@ def report(name: str, res: dict) -> str:
         if r["n"]:
             lines.append(f"{f:8s} {r['n']:4d} {r['right'] / r['n']:6.3f}  {top(r['given']):32s} {top(r['truth'])}")
     r = res["objects"]
+    if r["n"]:
+        lines.append("'How many objects' right by true answer: " + ", ".join(
+            f"{k} {r['right_by_truth'][k]}/{v}" for k, v in r["truth"].most_common()))
     if "captions" in r:
         lines.append(f"captions of the {r['n']} 'How many objects' images: their number right {r['caption_right']}, "
                      f"the same as the answer {r['caption_agrees']}; numbers {top(r['captions'])}")

@@ -548,6 +548,7 @@ def test_count_forms_diagnostic_splits_count_questions_by_form_and_reads_the_cap
     whole = [e for e in examples if mod.form(e.question) == "objects"]
     res = mod.measure(Truthful(whole), examples)
     assert res["objects"]["right"] == res["objects"]["n"] == len(whole) > 0
+    assert res["objects"]["right_by_truth"] == res["objects"]["truth"]
     assert res["objects"]["caption_right"] == res["objects"]["caption_agrees"] == len(whole)
     assert sum(res[f]["n"] for f in mod.FORMS) == len(examples)
     tiny = ["--set", f"model.base={tiny_grid3}", "--set", "model.image_size=64",
@@ -555,5 +556,6 @@ def test_count_forms_diagnostic_splits_count_questions_by_form_and_reads_the_cap
     mod.main([str(tiny_grid3), *tiny])
     out = capsys.readouterr().out
     assert "answers given" in out and any(line.startswith("objects ") for line in out.splitlines())
+    assert "'How many objects' right by true answer: " in out
     with pytest.raises(UserError, match="needs shapes"):
         mod.main([str(tiny_grid3), "--recipe", "recipes/vqax-text-critic.yaml"])
