@@ -22,9 +22,9 @@ import re
 from illume_rm.config import load_recipe
 from illume_rm.data import load_examples
 from illume_rm.errors import UserError, run_script
+from illume_rm.evaluate.accuracy import answer_score
 from illume_rm.train.warmup import CAPTION_PROMPT
 from illume_rm.vlm import load_vlm
-from illume_rm.vlm.base import parse_answer
 
 FORMS = ("objects", "colour", "shape")
 
@@ -44,21 +44,22 @@ def caption_number(caption: str) -> str:
 def measure(vlm, questions) -> dict:
     """Per form: n, right, the answers given and the true ones (Counters); for "objects", the captions'
     numbers: right, and agreeing with the answer."""
-    answers = [parse_answer(a) for a in vlm.answer(questions)]
+    answers = vlm.answer(questions)  # parsed, as the warm-up's evaluation asks them
+    right = lambda said, ex: answer_score(said, ex.answers) > 0  # noqa: E731  (the warm-up's scoring)
     out = {f: {"n": 0, "right": 0, "given": collections.Counter(), "truth": collections.Counter(),
                "right_by_truth": collections.Counter()} for f in FORMS}
     for ex, a in zip(questions, answers):
         row = out[form(ex.question)]
         row["n"] += 1
-        row["right"] += a == ex.answer
-        row["right_by_truth"][ex.answer] += a == ex.answer
+        row["right"] += right(a, ex)
+        row["right_by_truth"][ex.answer] += right(a, ex)
         row["given"][a] += 1
         row["truth"][ex.answer] += 1
     whole = [(ex, a) for ex, a in zip(questions, answers) if form(ex.question) == "objects"]
     if whole:
         caps = vlm.generate([(ex.image, CAPTION_PROMPT, None) for ex, _ in whole], max_new_tokens=8)
         nums = [caption_number(c[0]) for c in caps]  # each prompt's one greedy text
-        out["objects"]["caption_right"] = sum(n == ex.answer for n, (ex, _) in zip(nums, whole))
+        out["objects"]["caption_right"] = sum(right(n, ex) for n, (ex, _) in zip(nums, whole))
         out["objects"]["caption_agrees"] = sum(n == a for n, (_, a) in zip(nums, whole))
         out["objects"]["captions"] = collections.Counter(nums)
     return out
