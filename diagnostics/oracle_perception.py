@@ -63,13 +63,15 @@ def describe_objects(scene: dict) -> str:
     return ", ".join(f"{o['size']} {o['color']} {o['shape']} {cell_name(o['row'], o['col'])}" for o in objs) + "."
 
 
-def as_text(ex: Example, layout: str, cell_places: str) -> Example:
-    """grid: laid out as the image tokens are (model.cell_places); objects: describe_objects; block: the
-    grid's text before ``Q:`` (the question then carries its own ``Q:``, see ``BLOCK_TEMPLATE``)."""
+def as_text(ex: Example, layout: str, cell_places: str, count: bool = False) -> Example:
+    """grid: laid out as the image tokens are (model.cell_places, model.count_token); objects:
+    describe_objects; block: the grid's text before ``Q:`` (the question then carries its own ``Q:``,
+    see ``BLOCK_TEMPLATE``)."""
     if layout == "grid":
-        return controls_as_text(ex, cell_places)  # the warm-up's own text bound
+        return controls_as_text(ex, cell_places, count)  # the warm-up's own text bound
     if layout == "block":
-        return dataclasses.replace(ex, image=None, question=f"{scene_text(ex.meta['scene'], cell_places)}Q: {ex.question}")
+        return dataclasses.replace(ex, image=None,
+                                   question=f"{scene_text(ex.meta['scene'], cell_places, count)}Q: {ex.question}")
     return dataclasses.replace(ex, image=None, question=f"{describe_objects(ex.meta['scene'])} {ex.question}")
 
 
@@ -139,7 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     steps = a.steps or round(cfg.steps * (1 - cfg.caption_fraction - cfg.grounding_fraction))
     cfg = text_questions_config(cfg, steps, a.eval_every)
     families = set(a.families.split(",")) if a.families else None
-    keep = (lambda e: e) if a.layout == "tokens" else (lambda e: as_text(e, a.layout, recipe.model.cell_places))
+    keep = (lambda e: e) if a.layout == "tokens" else (lambda e: as_text(e, a.layout, recipe.model.cell_places,
+                                                                         recipe.model.count_token))
     train, val = ([keep(e) for e in load_examples(recipe.data, split)
                    if families is None or e.meta.get("family") in families] for split in ("train", "val"))
     if not train:

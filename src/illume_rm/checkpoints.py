@@ -25,11 +25,16 @@ def base_vlm(recipe, path=None, log=print):
             import torch
 
             torch.manual_seed(recipe.seed)  # the fresh projector's start is part of the recipe
-            vlm.use_word_tokens(words, recipe.model.cell_places)
+            vlm.use_word_tokens(words, recipe.model.cell_places, count_token=recipe.model.count_token)
         else:
             log(f"note: data '{recipe.data.name}' has no words for image tokens, so they stay projected "
                 "(continuous); set model.visual_words (each slot's words, e.g. [[small, large], "
                 "[red, blue], [circle, square]]) to write images as words")
+    if path is None and recipe.model.count_token and not getattr(getattr(getattr(vlm, "model", None), "config", None),
+                                                                  "count_tokens", 0):
+        raise UserError("model.count_token: the count token is one of the built-in VLM's word image tokens "
+                        "(model.base: builtin, model.image_tokens: words, data with a scene graph); this recipe's "
+                        "model has none")
     return vlm
 
 

@@ -46,6 +46,10 @@ class ModelConfig:
     # the colon and brackets ("top left <words> top left, ...": 70 image tokens against 89, so a step costs
     # less; measured, not the default). README "Each cell's place", "The places bare"
     cell_places: Literal["before", "around", "bare"] = field(default="around", metadata={"hash_unless": "before"})
+    # "words": one more image token after the cells, " objects: <n>.", n how many cells hold something (a
+    # mix of the number words weighted by the cells' own probabilities of holding something: the cell tokens
+    # summed, so the LM reads a count instead of counting). README "A count token"
+    count_token: bool = field(default=False, metadata={"hash_default": False})
     # generation (sampling rationales, answering for evaluation) in fp32, or under bfloat16 autocast; "auto":
     # bf16 where the device runs it natively (a CPU with AMX / AVX512-BF16, a GPU with bf16), else fp32.
     # Training has its own (warmup.precision, finetune.precision). benchmarks/generation_precision.py.

@@ -146,13 +146,14 @@ def scene_cells(scene: dict) -> tuple[list[str], list[str]]:
     return places, words
 
 
-def scene_text(scene: dict, cell_places: str = "before") -> str:
+def scene_text(scene: dict, cell_places: str = "before", count: bool = False) -> str:
     """Every cell of the grid, row by row, its place then what is there: the words the built-in VLM's
     word-anchored image tokens stand for ("top left: nothing, top middle: small green circle, ...", or
-    with ``cell_places="around"`` the place after the words too, as the processor lays them out)."""
+    with ``cell_places="around"`` the place after the words too, as the processor lays them out); with
+    ``count``, then how many objects there are, as the count token says it (" objects: three.")."""
     from ..vlm.processor import cell_text
 
-    return cell_text(*scene_cells(scene), cell_places)
+    return cell_text(*scene_cells(scene), cell_places, number_word(len(scene["objects"])) if count else None)
 
 
 def grounding(scene: dict) -> list[list[str]]:

@@ -61,12 +61,13 @@ def grounding_accuracy(vlm: VLM, examples: Sequence[Example], limit: int = GROUN
     return {k: sum(v) / len(v) for k, v in sorted(hits.items())}
 
 
-def as_text(ex: Example, cell_places: str = "before") -> Example:
+def as_text(ex: Example, cell_places: str = "before", count: bool = False) -> Example:
     """The example with its scene written as text before the question (laid out as the image tokens
-    are: ``cell_places``), and no image."""
+    are: ``cell_places``, and with ``count`` the count token's " objects: <n>."), and no image."""
     from ..data.shapes import scene_text
 
-    return dataclasses.replace(ex, image=None, question=f"{scene_text(ex.meta['scene'], cell_places)} {ex.question}")
+    return dataclasses.replace(ex, image=None,
+                               question=f"{scene_text(ex.meta['scene'], cell_places, count)} {ex.question}")
 
 
 def can_write_as_text(examples: Sequence[Example]) -> bool:

@@ -59,19 +59,29 @@ def cell_loss(vlm, features: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
 
 @torch.no_grad()
 def cell_accuracy(vlm, targets: dict[str, torch.Tensor], batch_size: int = 256) -> dict[str, float]:
-    """Share of cells whose every slot's most likely word is the true one: occupied cells, empty cells."""
+    """Share of cells whose every slot's most likely word is the true one: occupied cells, empty cells;
+    with a count token, the share of images whose count token's most likely number is the number of
+    occupied cells."""
     paths = list(targets)
     hit = {"occupied": [0, 0], "empty": [0, 0]}
+    count = vlm.model.config.count_tokens
+    if count:
+        hit["count"] = [0, 0]
     for start in range(0, len(paths), batch_size):
         chunk = paths[start:start + batch_size]
         feats = vlm.features.get(chunk)
-        preds = torch.stack([lg.argmax(-1) for lg in vlm.model.slot_logits(feats)], dim=-1).cpu()
+        logits = vlm.model.slot_logits(feats)
+        preds = torch.stack([lg.argmax(-1) for lg in logits], dim=-1).cpu()
         gold = torch.stack([targets[p] for p in chunk])
         right = (preds == gold).all(-1)
         empty = (gold[..., :-1] == 0).all(-1)
         for name, mask in (("occupied", ~empty), ("empty", empty)):
             hit[name][0] += int(right[mask].sum())
             hit[name][1] += int(mask.sum())
+        if count:
+            said = vlm.model.count_distribution([torch.softmax(lg.float(), -1) for lg in logits]).argmax(-1).cpu()
+            hit["count"][0] += int((said == (~empty).sum(-1)).sum())
+            hit["count"][1] += len(chunk)
     return {k: (a / b if b else float("nan")) for k, (a, b) in hit.items()}
 
 

@@ -212,7 +212,8 @@ def format_controls(report: dict) -> str:
     if report.get("cells"):
         c = report["cells"]
         lines.append(f"image tokens' most likely words true of the cell: occupied {c['occupied']:.3f}, "
-                     f"empty {c['empty']:.3f}")
+                     f"empty {c['empty']:.3f}"
+                     + (f"; count token's most likely number true of the image {c['count']:.3f}" if "count" in c else ""))
     return "\n".join(lines)
 
 
@@ -249,8 +250,9 @@ def text_upper_bound(vlm: VLM, train: Sequence[Example], val: Sequence[Example],
     ``vlm`` must be the base model (trained in place)."""
     steps = max(1, round(cfg.steps * (1 - cfg.caption_fraction - cfg.grounding_fraction)))
     text_cfg = text_questions_config(cfg, steps)
-    places = getattr(getattr(vlm, "processor", None), "cell_places", "before")  # as the image tokens are laid out
-    text_train, text_val = [as_text(e, places) for e in train], [as_text(e, places) for e in val]
+    proc = getattr(vlm, "processor", None)  # the scene laid out as the image tokens are
+    places, count = getattr(proc, "cell_places", "before"), getattr(proc, "count_token", False)
+    text_train, text_val = [as_text(e, places, count) for e in train], [as_text(e, places, count) for e in val]
     t = time.time()
     train_warmup(vlm, text_train, text_cfg, seed, log)
     return {"steps": steps, "after": evaluate_answers(vlm, text_val), "train_seconds": time.time() - t}

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from ..paths import cache_dir
 from .base import VLM, Item, generation_kwargs, group_rows, sequence_logprobs, weighted_mean
 from .modeling import GROUPED_EAGER, IllumeVLMForConditionalGeneration
-from .processor import IllumeVLMProcessor
+from .processor import COUNT_LABEL, IllumeVLMProcessor
 
 
 def default_device(device: str | None = None) -> torch.device:
@@ -130,23 +130,29 @@ class BuiltinVLM(VLM):
         model.eval()
         return cls(model, IllumeVLMProcessor.from_pretrained(path), device, str(path))
 
-    def use_word_tokens(self, words: list[list[str]], cell_places: str = "around") -> None:
+    def use_word_tokens(self, words: list[list[str]], cell_places: str = "around", count_token: bool = False) -> None:
         """Word-anchored image tokens (see ``IllumeVLMConfig.token_kind``): each grid cell becomes one
         token per slot of ``words``, written after its place in words ("top left: ..."), and with
         ``cell_places="around"`` followed by its place again ("top left: ... (top left)"), with
-        ``"bare"`` the same without the colon and brackets ("top left ... top left")."""
+        ``"bare"`` the same without the colon and brackets ("top left ... top left"). With
+        ``count_token``, the image ends with " objects: <n>.", n a mix of the number words "zero" ..
+        (one for each count the grid can hold) weighted by how many cells hold something."""
+        from ..data.scene import number_word
         from .modeling import grid_place
         from .processor import check_cell_places
 
         check_cell_places(cell_places)
         tok = self.processor.tokenizer
         ids = [[tok(" " + w, add_special_tokens=False)["input_ids"] for w in slot] for slot in words]
-        self.model.use_word_tokens(words, ids)
         n = self.model.config.image_grid
+        numbers = [number_word(k) for k in range(n * n + 1)] if count_token else None
+        number_ids = [tok(" " + w, add_special_tokens=False)["input_ids"] for w in numbers] if numbers else None
+        self.model.use_word_tokens(words, ids, numbers, number_ids)
         p = self.processor
         p.image_tokens = self.model.config.image_tokens
         p.image_layout = [grid_place(r, c, n) for r in range(n) for c in range(n)]
         p.cell_places = cell_places
+        p.count_token = bool(count_token)
         p.max_length = max(p.max_length, 192 if cell_places == "before" else 224)  # ~7 (10 around, 8 bare) tokens a cell
         p.image_ids = p._image_ids()
 
@@ -167,6 +173,11 @@ class BuiltinVLM(VLM):
                     words = [cfg.visual_words[s][k - 1] for s, k in enumerate(slots) if k > 0]
                     cells.append(f"{place}: {' '.join(words) or 'nothing'}")
                 out.append(", ".join(cells))
+            if cfg.count_tokens:
+                dist = self.model.count_distribution([torch.softmax(lg.float(), -1)
+                                                      for lg in self.model.slot_logits(feats)])
+                for i, k in enumerate(dist.argmax(-1).tolist()):
+                    out[start + i] += f"; {COUNT_LABEL} {cfg.count_words[k]}"
         return out
 
     def _inputs(self, items: Sequence[Item], padding_side: str, with_targets: bool) -> dict:

@@ -43,6 +43,13 @@ class IllumeVLMConfig(PreTrainedConfig):
     token_kind: str = "projected"
     visual_words: list | None = None     # per slot, the words it may say: [["small", "large"], ["red", ...], ...]
     visual_word_ids: list | None = None  # per slot, per word, its token ids (a word is the mean of its tokens)
+    # "words" only: one more image token after the cells, how many cells hold something, as a
+    # probability-weighted mix of the number words (count_words[n] is the word for n). Its weights are
+    # not learned apart: they are the distribution of the number of occupied cells given each cell's
+    # own probability of holding something (its slots' words against nothing), so it says what the
+    # cell tokens say, summed, in one word (the LM need not count them).
+    count_words: list | None = None
+    count_word_ids: list | None = None
     initializer_range: float = 0.02
     tie_word_embeddings: bool = True
 
@@ -59,8 +66,12 @@ class IllumeVLMConfig(PreTrainedConfig):
         return len(self.visual_words) if self.token_kind == "words" else 1
 
     @property
+    def count_tokens(self) -> int:
+        return 1 if self.token_kind == "words" and self.count_words else 0
+
+    @property
     def image_tokens(self) -> int:
-        return self.image_grid * self.image_grid * self.tokens_per_cell
+        return self.image_grid * self.image_grid * self.tokens_per_cell + self.count_tokens
 
 
 def grid_place(row: int, col: int, grid: int) -> str:
@@ -138,11 +149,15 @@ class IllumeVLMForConditionalGeneration(PreTrainedModel):
         self.config.image_scale = words / max(tokens, 1e-6)
 
     # -- word-anchored image tokens -------------------------------------------------------
-    def use_word_tokens(self, words: list[list[str]], word_ids: list[list[list[int]]]) -> None:
-        """Switch a projected-token model to word-anchored tokens (a fresh projector to slot logits)."""
+    def use_word_tokens(self, words: list[list[str]], word_ids: list[list[list[int]]],
+                        count_words: list[str] | None = None, count_word_ids: list[list[int]] | None = None) -> None:
+        """Switch a projected-token model to word-anchored tokens (a fresh projector to slot logits);
+        with ``count_words``, one more token: the number of occupied cells in words."""
         self.config.token_kind = "words"
         self.config.visual_words = [list(w) for w in words]
         self.config.visual_word_ids = [[list(i) for i in ids] for ids in word_ids]
+        self.config.count_words = list(count_words) if count_words else None
+        self.config.count_word_ids = [list(i) for i in count_word_ids] if count_words else None
         hidden = self.config.text_config.hidden_size
         dev, dtype = self.projector[1].weight.device, self.projector[1].weight.dtype
         self.projector = _projector(self.config).to(dev, dtype)
@@ -162,11 +177,44 @@ class IllumeVLMForConditionalGeneration(PreTrainedModel):
         return torch.stack(rows)
 
     def word_tokens(self, image_features: torch.Tensor) -> torch.Tensor:
-        """[B, cells * slots, hidden]: per cell its slots in order, each the softmax-weighted mix of its table."""
-        per_slot = [torch.softmax(lg.float(), -1).to(lg.dtype) @ self.word_table(s).to(lg.dtype)
-                    for s, lg in enumerate(self.slot_logits(image_features))]
-        tokens = torch.stack(per_slot, dim=2)  # [B, cells, slots, hidden]
-        return tokens.flatten(1, 2)
+        """[B, cells * slots (+ 1), hidden]: per cell its slots in order, each the softmax-weighted mix of
+        its table; with count words, then the count token (``count_distribution`` over their embeddings)."""
+        logits = self.slot_logits(image_features)
+        dtype = logits[0].dtype
+        probs = [torch.softmax(lg.float(), -1) for lg in logits]
+        per_slot = [p.to(dtype) @ self.word_table(s).to(dtype) for s, p in enumerate(probs)]
+        tokens = torch.stack(per_slot, dim=2).flatten(1, 2)  # [B, cells * slots, hidden]
+        if not self.config.count_tokens:
+            return tokens
+        dist = self.count_distribution(probs)
+        table = torch.stack([self.get_input_embeddings().weight[ids].mean(0) for ids in self.config.count_word_ids])
+        return torch.cat([tokens, (dist.to(dtype) @ table.to(dtype)).unsqueeze(1)], dim=1)
+
+    def occupancy(self, probs: list[torch.Tensor]) -> torch.Tensor:
+        """[B, cells]: each cell's probability of holding something, the mean over its slots of the
+        probability of a word other than nothing (index 0, and a slot's word "nothing" where it has one)."""
+        occupied = []
+        for s, p in enumerate(probs):
+            empty = p[..., 0]
+            if "nothing" in self.config.visual_words[s]:
+                empty = empty + p[..., 1 + self.config.visual_words[s].index("nothing")]
+            occupied.append(1.0 - empty)
+        return torch.stack(occupied, -1).mean(-1).clamp(0.0, 1.0)
+
+    def count_distribution(self, probs: list[torch.Tensor]) -> torch.Tensor:
+        """[B, len(count_words)]: the distribution of the number of occupied cells, the cells independent
+        with ``occupancy``'s probabilities (a Poisson binomial, exact by recursion over the cells);
+        counts past the last word are given to it."""
+        occ = self.occupancy(probs)
+        n = len(self.config.count_words)
+        dist = occ.new_zeros(occ.shape[0], n)
+        dist[:, 0] = 1.0
+        for c in range(occ.shape[1]):
+            p = occ[:, c:c + 1]
+            shifted = torch.cat([dist.new_zeros(dist.shape[0], 1), dist[:, :-1]], 1)
+            shifted[:, -1] = shifted[:, -1] + dist[:, -1]  # past the last word stays there
+            dist = dist * (1 - p) + shifted * p
+        return dist
 
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] normalised pixels -> [B, grid*grid, 1280] features of the (frozen) encoder.

@@ -35,6 +35,7 @@ PROCESSOR_FILE = "illume_processor.json"
 # and brackets (around) or bare (cell_text)
 CELL_PLACES = ("before", "around", "bare")
 IMAGE_MARK = "<image>"  # where a rendered chat puts the image (never tokenized: split on before encoding)
+COUNT_LABEL = "objects:"  # written before the count token (model.count_token): "... (bottom right). objects: <n>."
 
 
 def check_cell_places(value: str) -> str:
@@ -44,12 +45,14 @@ def check_cell_places(value: str) -> str:
     return value
 
 
-def cell_text(places: list[str], words: list[str], cell_places: str = "before") -> str:
+def cell_text(places: list[str], words: list[str], cell_places: str = "before", count: str | None = None) -> str:
     """The text an image's tokens stand for, each cell's place and words as the processor lays them out
     ("top left: small red circle, ..."; around, "top left: small red circle (top left), ..."; bare,
-    "top left small red circle top left, ...")."""
-    return ", ".join(_place_before(p, cell_places) + " " + w + _place_after(p, cell_places)
+    "top left small red circle top left, ..."); with ``count`` (a number word), then the count token's
+    sentence (" objects: three.")."""
+    text = ", ".join(_place_before(p, cell_places) + " " + w + _place_after(p, cell_places)
                      for p, w in zip(places, words)) + "."
+    return text + (f" {COUNT_LABEL} {count}." if count is not None else "")
 
 
 def _place_before(place: str, cell_places: str) -> str:
@@ -69,7 +72,7 @@ class IllumeVLMProcessor(ProcessorMixin):
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, image_size: int, image_tokens: int,
                  image_token_id: int, max_length: int = 128, image_layout: list[str] | None = None,
-                 cell_places: str = "before"):
+                 cell_places: str = "before", count_token: bool = False):
         super().__init__(tokenizer)
         self.image_size = image_size
         self.image_tokens = image_tokens
@@ -77,6 +80,7 @@ class IllumeVLMProcessor(ProcessorMixin):
         self.max_length = max_length
         self.image_layout = list(image_layout) if image_layout else None
         self.cell_places = check_cell_places(cell_places)
+        self.count_token = bool(count_token)  # the image ends with " objects: <count token>."
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.image_ids = self._image_ids()
@@ -85,7 +89,7 @@ class IllumeVLMProcessor(ProcessorMixin):
         """The token ids an image stands for: placeholders, after place labels where there is a layout."""
         if not self.image_layout:
             return [self.image_token_id] * self.image_tokens
-        per_cell, rest = divmod(self.image_tokens, len(self.image_layout))
+        per_cell, rest = divmod(self.image_tokens - int(self.count_token), len(self.image_layout))
         if rest:
             raise ValueError(f"{self.image_tokens} image tokens do not divide among {len(self.image_layout)} places")
         ids: list[int] = []
@@ -94,6 +98,8 @@ class IllumeVLMProcessor(ProcessorMixin):
             ids += self.encode(("" if i == 0 else " ") + _place_before(place, self.cell_places))
             ids += [self.image_token_id] * per_cell
             ids += self.encode(_place_after(place, self.cell_places) + ("." if i == last else ","))
+        if self.count_token:
+            ids += self.encode(" " + COUNT_LABEL) + [self.image_token_id] + self.encode(".")
         return ids
 
     @property
@@ -235,7 +241,8 @@ class IllumeVLMProcessor(ProcessorMixin):
         (path / PROCESSOR_FILE).write_text(json.dumps({
             "image_size": self.image_size, "image_tokens": self.image_tokens,
             "image_token_id": self.image_token_id, "max_length": self.max_length,
-            "image_layout": self.image_layout, "cell_places": self.cell_places}, indent=2))
+            "image_layout": self.image_layout, "cell_places": self.cell_places,
+            **({"count_token": True} if self.count_token else {})}, indent=2))
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "IllumeVLMProcessor":
