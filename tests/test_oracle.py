@@ -14,10 +14,11 @@ from illume_rm.data.shapes import ShapesConfig, generate
 DATA = Path(__file__).parent / "data"
 CASES = yaml.safe_load((DATA / "oracle_cases.yaml").read_text())
 HELD_OUT = yaml.safe_load((DATA / "oracle_cases_heldout.yaml").read_text())
-for key in ("scenes", "questions"):  # one pool of scenes and questions; the held-out cases join the bar
-    CASES[key] |= HELD_OUT[key]
+ELLIPSIS = yaml.safe_load((DATA / "oracle_cases_ellipsis.yaml").read_text())  # counts whose noun is the question's
+for key in ("scenes", "questions"):  # one pool of scenes and questions; the later sets join the bar
+    CASES[key] |= HELD_OUT[key] | ELLIPSIS[key]
 FIRST_SET = len(CASES["cases"])
-CASES["cases"] = CASES["cases"] + HELD_OUT["cases"]
+CASES["cases"] = CASES["cases"] + HELD_OUT["cases"] + ELLIPSIS["cases"]
 
 
 def _case(case):
@@ -30,9 +31,9 @@ def _case(case):
 
 def test_the_hand_made_set_is_broad():
     classes = Counter(c[3] for c in CASES["cases"])
-    assert FIRST_SET >= 150 and len(CASES["cases"]) - FIRST_SET >= 40
+    assert FIRST_SET >= 150 and len(CASES["cases"]) - FIRST_SET >= 40 + 25
     assert {"plain", "negation", "lists", "counts", "relations", "synonyms", "hedges", "punctuation", "answers",
-            "relevance", "unparsed"} <= set(classes)
+            "relevance", "unparsed", "ellipsis"} <= set(classes)
     assert sum(c[2] for c in CASES["cases"]) >= 60 and sum(not c[2] for c in CASES["cases"]) >= 60
 
 

@@ -847,6 +847,7 @@ def judge(meta: dict, question: str, rationale: str, answer: str | None = None) 
     For a family read nowhere here the rationale must speak of the question's objects
     (``meta["focus"]``) or of a colour, shape or size the question names."""
     focus = meta.get("focus")
+    rationale = _count_ellipsis(question, meta.get("family"), rationale)
     checker, unparsed = _read(meta["scene"], rationale, focus)
     mentioned = sorted(checker.mentioned)
     if unparsed:
@@ -861,6 +862,25 @@ def judge(meta: dict, question: str, rationale: str, answer: str | None = None) 
         said = f"the answer '{answer}'" if answer is not None else "an answer"
         return Verdict(False, checker.claims, [f"true, but does not support {said} to '{question}'"], mentioned)
     return Verdict(True, checker.claims, [], mentioned)
+
+
+_ELLIPTIC_COUNT = re.compile(r"^(?:there (?:are|is) )?(?:only |exactly |just )?([a-z]+|[0-9]{1,2})[.!]?$")
+_HOW_MANY = re.compile(r"^how many (.+?) are there\?$")
+
+
+def _count_ellipsis(question: str, family: str | None, rationale: str) -> str:
+    """A count whose noun is left to a count question, as people answer "How many ...?": "there are
+    five", "five" (to "How many red objects are there?": "there are five red objects"); any other
+    rationale, or any other question, as it is."""
+    if not (family or "").startswith("count"):
+        return rationale
+    m, q = _ELLIPTIC_COUNT.match(rationale.strip().lower()), _HOW_MANY.match(question.strip().lower())
+    if not m or not q or _number(m.group(1)) is None:
+        return rationale
+    n, noun = _number(m.group(1)), q.group(1)
+    if n == 1 and noun.endswith("s"):
+        noun = noun[:-1]
+    return f"there {'is' if n == 1 else 'are'} {m.group(1)} {noun}"
 
 
 def is_grounded(meta: dict, question: str, rationale: str, answer: str | None = None) -> bool:
