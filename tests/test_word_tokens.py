@@ -466,7 +466,9 @@ def test_oracle_perception_tokens_layout_gives_the_true_words_and_zero_for_no_wo
     cells = {(o["row"], o["col"]): o for o in scene["objects"]}
     batch = vlm._inputs([(ex.image, "Q: x A:", None)], "right", with_targets=False)
     embeds = vlm.model.embed(batch["input_ids"], batch["image_features"])[0]
-    tokens = embeds[batch["input_ids"][0] == vlm.model.config.image_token_id].view(9, 3, -1)
+    image = embeds[batch["input_ids"][0] == vlm.model.config.image_token_id]
+    assert vlm.model.config.count_tokens == 1  # the demo recipe's count token: its number is exact too
+    tokens, count = image[:27].view(9, 3, -1), image[27]
     table = vlm.model.get_input_embeddings().weight
     ids = vlm.model.config.visual_word_ids
     for k in range(9):
@@ -476,7 +478,10 @@ def test_oracle_perception_tokens_layout_gives_the_true_words_and_zero_for_no_wo
             expected = torch.zeros_like(table[0]) if word is None else table[
                 ids[s][vlm.model.config.visual_words[s].index(word)]].mean(0)
             assert torch.equal(tokens[k, s], expected), (k, s, word)
-    assert vlm.describe([ex.image])[0] == ", ".join(f"{p}: {w}" for p, w in zip(*scene_cells(scene)))
+    n = len(scene["objects"])
+    assert torch.allclose(count, table[vlm.model.config.count_word_ids[n]].mean(0), atol=1e-6)
+    assert vlm.describe([ex.image])[0] == ", ".join(f"{p}: {w}" for p, w in zip(*scene_cells(scene))) + \
+        f"; objects: {vlm.model.config.count_words[n]}"
     mod.main(["--layout", "tokens", "--steps", "1", *tiny])
     out = capsys.readouterr().out
     assert "perfect image tokens" in out
@@ -499,13 +504,17 @@ def test_oracle_perception_block_layout_is_the_image_tokens_as_text_without_thei
             if i != cfg.image_token_id:
                 want.append(i)
                 continue
+            if k == 27:  # the count token (the demo recipe's): the number of objects
+                want += cfg.count_word_ids[len(ex.meta["scene"]["objects"])]
+                continue
             cell, slot = divmod(k, len(cfg.visual_words))
             k += 1
             word = int(gold[ex.image][cell, slot])
             want += cfg.visual_word_ids[slot][word - 1] if word else []
         want += proc.encode(base.answer_prompt(ex))
         with mod.answer_template(mod.BLOCK_TEMPLATE):
-            got = proc.encode(base.answer_prompt(mod.as_text(ex, "block", recipe.model.cell_places)))
+            got = proc.encode(base.answer_prompt(mod.as_text(ex, "block", recipe.model.cell_places,
+                                                             recipe.model.count_token)))
             assert base.VLM.answer.__defaults__[-1] == mod.BLOCK_TEMPLATE  # the evaluation's prompts too
         assert got == want
     mod.main(["--layout", "block", "--steps", "1", *tiny])
