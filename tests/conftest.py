@@ -39,3 +39,19 @@ def shapes_small():
 
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def tiny_grid3(tmp_path_factory):
+    """A tiny built-in VLM with a 3 x 3 grid (the shapes world's), 64 px images."""
+    from illume_rm.vlm.weights import build_tiny
+
+    return build_tiny(tmp_path_factory.mktemp("tiny3") / "vlm", image_size=64, image_grid=3)
+
+
+@pytest.fixture(scope="module")
+def shapes64():
+    from illume_rm.data import DataConfig
+    from illume_rm.data.shapes import ShapesConfig
+
+    return DataConfig(name="shapes", shapes=ShapesConfig(train=40, val=10, test=4, image_size=64))

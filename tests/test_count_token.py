@@ -6,23 +6,10 @@ import json
 import pytest
 import torch
 
-from illume_rm.data import DataConfig, load_examples
-from illume_rm.data.shapes import ShapesConfig
+from illume_rm.data import load_examples
 from illume_rm.vlm import load_vlm
 
 WORDS = [["small", "large"], ["red", "green", "blue"], ["circle", "square", "nothing"]]
-
-
-@pytest.fixture(scope="module")
-def tiny_grid3(tmp_path_factory):
-    from illume_rm.vlm.weights import build_tiny
-
-    return build_tiny(tmp_path_factory.mktemp("tiny3c") / "vlm", image_size=64, image_grid=3)
-
-
-@pytest.fixture(scope="module")
-def shapes64():
-    return DataConfig(name="shapes", shapes=ShapesConfig(train=40, val=10, test=4, image_size=64))
 
 
 def _force(vlm, per_cell: list[list[int]]) -> None:

@@ -14,18 +14,6 @@ from illume_rm.vlm import load_vlm
 WORDS = [["small", "large"], ["red", "green", "blue"], ["circle", "square", "nothing"]]
 
 
-@pytest.fixture(scope="module")
-def tiny_grid3(tmp_path_factory):
-    from illume_rm.vlm.weights import build_tiny
-
-    return build_tiny(tmp_path_factory.mktemp("tiny3") / "vlm", image_size=64, image_grid=3)
-
-
-@pytest.fixture(scope="module")
-def shapes64():
-    return DataConfig(name="shapes", shapes=ShapesConfig(train=40, val=10, test=4, image_size=64))
-
-
 def _force_words(vlm, choice: list[int]) -> None:
     """Make every cell's slot s say its word choice[s] with probability exactly 1 (index 0: nothing)."""
     last = vlm.model.projector[-1]
