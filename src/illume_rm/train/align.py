@@ -79,7 +79,7 @@ def cell_accuracy(vlm, targets: dict[str, torch.Tensor], batch_size: int = 256) 
             hit[name][0] += int(right[mask].sum())
             hit[name][1] += int(mask.sum())
         if count:
-            said = vlm.model.count_distribution([torch.softmax(lg.float(), -1) for lg in logits]).argmax(-1).cpu()
+            said = vlm.model.count_said(logits).cpu()
             hit["count"][0] += int((said == (~empty).sum(-1)).sum())
             hit["count"][1] += len(chunk)
     return {k: (a / b if b else float("nan")) for k, (a, b) in hit.items()}

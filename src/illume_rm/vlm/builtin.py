@@ -166,7 +166,8 @@ class BuiltinVLM(VLM):
         out = []
         for start in range(0, len(images), 64):
             feats = self.features.get(list(images[start:start + 64]))
-            picks = torch.stack([lg.argmax(-1) for lg in self.model.slot_logits(feats)], dim=-1).cpu()
+            logits = self.model.slot_logits(feats)
+            picks = torch.stack([lg.argmax(-1) for lg in logits], dim=-1).cpu()
             for row in picks:
                 cells = []
                 for place, slots in zip(self.processor.image_layout, row.tolist()):
@@ -174,9 +175,7 @@ class BuiltinVLM(VLM):
                     cells.append(f"{place}: {' '.join(words) or 'nothing'}")
                 out.append(", ".join(cells))
             if cfg.count_tokens:
-                dist = self.model.count_distribution([torch.softmax(lg.float(), -1)
-                                                      for lg in self.model.slot_logits(feats)])
-                for i, k in enumerate(dist.argmax(-1).tolist()):
+                for i, k in enumerate(self.model.count_said(logits).tolist()):
                     out[start + i] += f"; {COUNT_LABEL} {cfg.count_words[k]}"
         return out
 

@@ -201,6 +201,10 @@ class IllumeVLMForConditionalGeneration(PreTrainedModel):
             occupied.append(1.0 - empty)
         return torch.stack(occupied, -1).mean(-1).clamp(0.0, 1.0)
 
+    def count_said(self, logits: list[torch.Tensor]) -> torch.Tensor:
+        """[B]: the count token's most likely number (an index into ``count_words``), from the slot logits."""
+        return self.count_distribution([torch.softmax(lg.float(), -1) for lg in logits]).argmax(-1)
+
     def count_distribution(self, probs: list[torch.Tensor]) -> torch.Tensor:
         """[B, len(count_words)]: the distribution of the number of occupied cells, the cells independent
         with ``occupancy``'s probabilities (a Poisson binomial, exact by recursion over the cells);
