@@ -20,7 +20,7 @@ import statistics
 import torch
 
 from illume_rm.train.lora import add_lora
-from illume_rm.train.steps import sample_by_image
+from illume_rm.train.warmup import sample_by_image
 from illume_rm.vlm.base import resolve_precision
 from warmup_common import demo_vlm, standard_error, timed_step
 

@@ -376,53 +376,6 @@ def test_rationale_examples_can_leave_their_answer_out_of_the_loss(tiny_vlm_path
     assert lean[True] > 3 and lean[False] < lean[True] / 3
 
 
-def test_fine_tuning_can_draw_answers_by_image_and_read_each_image_once(tiny_vlm_path, shapes_small):
-    """``finetune.items_per_image: k``: a step's answer-only examples come k about each image drawn,
-    and each image's tokens are read once for all its rows (the shared path), with the losses the
-    whole rows give; the VLM is left reading whole rows afterwards. 0 is refused by name."""
-    import collections
-
-    from illume_rm.data import load_examples
-    from illume_rm.errors import UserError
-    from illume_rm.records import Candidate
-    from illume_rm.train.finetune import FinetuneConfig, finetune
-    from illume_rm.train.lora import LoraConfig
-
-    with pytest.raises(UserError, match="finetune.items_per_image: at least 1, got 0"):
-        FinetuneConfig(items_per_image=0)
-    vlm = load_vlm(tiny_vlm_path)
-    train = load_examples(shapes_small, "train")
-    accepted = [Candidate(id=f"{e.id}#0", example_id=e.id, answer=e.answer, rationale="there is a red circle")
-                for e in train[:4]]
-    steps, shared = [], []
-    loss, shared_loss = vlm.loss, vlm.model.target_loss_shared_images
-
-    def spy_loss(items, weights=None):
-        value = loss(items, weights)
-        with torch.no_grad():  # the same batch read whole, row by row
-            vlm.share_images, was = False, vlm.share_images
-            whole = float(loss(items, weights))
-            vlm.share_images = was
-        steps.append((list(items), float(value), whole))
-        return value
-
-    def spy_shared(**kwargs):
-        shared.append(kwargs["prefix_ids"].shape[0])
-        return shared_loss(**kwargs)
-
-    vlm.loss, vlm.model.target_loss_shared_images = spy_loss, spy_shared
-    cfg = FinetuneConfig(steps=4, batch_size=8, lr=1e-3, answer_ratio=3.0, items_per_image=3,
-                         lora=LoraConfig(r=4, alpha=8, train_projector=False))
-    finetune(vlm, train, accepted, cfg, log=lambda s: None)
-    assert len(steps) == 4 and len(shared) == 4 and not vlm.share_images
-    for items, value, whole in steps:
-        answer_only = [img for img, prompt, _ in items if "seeing that" not in prompt]
-        per_image = collections.Counter(answer_only)
-        assert len(items) == 8 and max(per_image.values()) == 3  # three questions about an image
-        assert value == pytest.approx(whole, rel=1e-4)
-    assert all(n < 8 for n in shared)  # fewer image blocks than rows
-
-
 def test_adapters_are_added_saved_and_loaded_without_library_warnings(tiny_vlm_path, tmp_path):
     """A run's log carries no warnings about code that is not the user's: PEFT reads transformers'
     deprecated ``is_gradient_checkpointing`` when wrapping a model, and on saving looks for the base

@@ -216,7 +216,7 @@ def test_draws_by_image_take_up_to_k_items_of_each_image_drawn():
     import collections
     import random
 
-    from illume_rm.train.steps import sample_by_image
+    from illume_rm.train.warmup import sample_by_image
 
     pool = [(f"img{i}", f"q{j}", " a") for i in range(20) for j in range(i % 5 + 1)]  # 1 to 5 items an image
     pool += [(None, f"text{i}", " a") for i in range(6)]  # without an image: each its own group

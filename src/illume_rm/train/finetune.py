@@ -24,7 +24,7 @@ from ..errors import UserError
 from ..records import Candidate, Example
 from ..vlm.base import VLM, Item, answer_prompt
 from .lora import LoraConfig, add_lora, count_trainable
-from .steps import sample_by_image, train_steps
+from .steps import train_steps
 
 MODES = ("illume", "gt-sft", "answer-only")
 
@@ -47,16 +47,7 @@ class FinetuneConfig:
     # where the device runs it natively, else fp32). fp32 by default: with bf16 the demo loop ended 9.3
     # grounded points lower in 3 matched loops on a CPU with AMX (README, "Fine-tuning under bf16")
     precision: Literal["auto", "fp32", "bf16"] = field(default="fp32", metadata={"hash_default": False})
-    # a step's answer-only examples drawn this many about each image drawn (warm-up's items_per_image),
-    # each image's tokens read once for all its rows (VLM.share_images: the same losses up to float
-    # rounding, a step that costs less by the share of each row that is image). 1: drawn at random,
-    # each row reading its image whole
-    items_per_image: int = field(default=1, metadata={"hash_default": False})
     lora: LoraConfig = field(default_factory=lambda: LoraConfig(train_projector=False))
-
-    def __post_init__(self):
-        if self.items_per_image < 1:
-            raise UserError(f"finetune.items_per_image: at least 1, got {self.items_per_image}")
 
 
 def rationale_target(answer: str, rationale: str) -> str:
@@ -110,8 +101,7 @@ def finetune(vlm: VLM, train: Sequence[Example], accepted: Sequence[Candidate], 
     else:
         explained = []
     model = add_lora(vlm, cfg.lora)
-    per_image = f" ({cfg.items_per_image} an image)" if cfg.items_per_image > 1 else ""
-    log(f"fine-tuning ({cfg.mode}): {len(explained)} explained examples, {len(answers)} answer-only{per_image}, "
+    log(f"fine-tuning ({cfg.mode}): {len(explained)} explained examples, {len(answers)} answer-only, "
         f"{count_trainable(model):,} trainable parameters, {cfg.steps} steps of {cfg.batch_size}")
     params = [p for p in model.parameters() if p.requires_grad]
     p_explained = 1.0 / (1.0 + cfg.answer_ratio) if explained else 0.0
@@ -120,17 +110,8 @@ def finetune(vlm: VLM, train: Sequence[Example], accepted: Sequence[Candidate], 
         n_exp = sum(rng.random() < p_explained for _ in range(cfg.batch_size))
         if explained and step == 0:
             n_exp = max(n_exp, 1)
-        n_ans = cfg.batch_size - n_exp
-        if cfg.items_per_image > 1:
-            plain = sample_by_image(rng, answers, cfg.items_per_image, n_ans)
-        else:
-            plain = rng.sample(answers, n_ans)
-        batch = rng.choices(explained, k=n_exp) + plain
-        return batch, [cfg.explanation_weight] * n_exp + [1.0] * len(plain)
+        batch = rng.choices(explained, k=n_exp) + rng.sample(answers, cfg.batch_size - n_exp)
+        return batch, [cfg.explanation_weight] * n_exp + [1.0] * (cfg.batch_size - n_exp)
 
-    vlm.share_images = cfg.items_per_image > 1
-    try:
-        return train_steps(vlm, [{"params": params, "lr": cfg.lr}], cfg.steps, draw, schedule="constant",
-                           warmup_steps=cfg.warmup_steps, precision=cfg.precision, desc=f"fine-tuning ({cfg.mode})")
-    finally:
-        vlm.share_images = False
+    return train_steps(vlm, [{"params": params, "lr": cfg.lr}], cfg.steps, draw, schedule="constant",
+                       warmup_steps=cfg.warmup_steps, precision=cfg.precision, desc=f"fine-tuning ({cfg.mode})")

@@ -8,7 +8,6 @@ grounding questions, answers, rationales) step by step.
 """
 from __future__ import annotations
 
-import random
 from typing import Callable, Literal, Sequence
 
 import torch
@@ -18,22 +17,6 @@ from ..vlm.base import VLM, Item, bf16_native, resolve_precision
 
 # a step's batch: items, and their loss weights (None: all 1)
 Draw = Callable[[int], tuple[Sequence[Item], Sequence[float] | None]]
-
-
-def sample_by_image(rng: random.Random, pool: Sequence[Item], k: int, n: int) -> list[Item]:
-    """n items of ``pool``, up to k about each image drawn: images at random without replacement, then
-    up to k of each image's items at random, until there are n (fewer if the pool has fewer). An item
-    without an image is its own group."""
-    by_image: dict = {}
-    for i, item in enumerate(pool):
-        by_image.setdefault(item[0] if item[0] is not None else ("no image", i), []).append(item)
-    out: list[Item] = []
-    for image in rng.sample(list(by_image), len(by_image)):
-        if len(out) >= n:
-            break
-        items = by_image[image]
-        out += rng.sample(items, min(k, len(items), n - len(out)))
-    return out
 
 
 def autocast(vlm: VLM, precision: str):

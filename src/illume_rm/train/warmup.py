@@ -24,7 +24,7 @@ from ..evaluate.accuracy import accuracy_by_family, chance_by_family
 from ..evaluate.controls import as_text, grounding_accuracy, swap_images
 from .align import align_projector, cell_accuracy, cell_loss, cell_targets
 from .lora import LoraConfig, add_lora, count_trainable, merge_lora
-from .steps import autocast, sample_by_image, train_steps
+from .steps import autocast, train_steps
 
 CAPTION_PROMPT = "Describe the image:"
 # the version of how the warm-up trains, part of its cache key (a change in how it trains is a new
@@ -137,6 +137,22 @@ def weighted_sample(rng: random.Random, pool: Sequence, weights: Sequence[float]
     """k distinct items drawn with probability proportional to weight (fewer if fewer have weight)."""
     keyed = sorted(((rng.random() ** (1.0 / w), i) for i, w in enumerate(weights) if w > 0), reverse=True)
     return [pool[i] for _, i in keyed[:k]]
+
+
+def sample_by_image(rng: random.Random, pool: Sequence[Item], k: int, n: int) -> list[Item]:
+    """n items of ``pool``, up to k about each image drawn: images at random without replacement, then
+    up to k of each image's items at random, until there are n (fewer if the pool has fewer). An item
+    without an image is its own group."""
+    by_image: dict = {}
+    for i, item in enumerate(pool):
+        by_image.setdefault(item[0] if item[0] is not None else ("no image", i), []).append(item)
+    out: list[Item] = []
+    for image in rng.sample(list(by_image), len(by_image)):
+        if len(out) >= n:
+            break
+        items = by_image[image]
+        out += rng.sample(items, min(k, len(items), n - len(out)))
+    return out
 
 
 def evaluate_answers(vlm: VLM, val: Sequence[Example]) -> dict[str, float]:
