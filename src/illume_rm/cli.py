@@ -23,7 +23,12 @@ class Group(click.Group):
         (once in CI; not reproduced here in 45 launches), which turned a finished command into a
         failed one. Nothing is left for finalisation to do: the command's files are closed by then
         (records are written whole and renamed, ``records.atomic_write_text``; nothing appends), and
-        the standard streams and logging are flushed first."""
+        the standard streams and logging are flushed first.
+
+        Freed memory stays in the process for its next step (``memory.keep_freed_memory``)."""
+        from .memory import keep_freed_memory
+
+        keep_freed_memory()
         if not standalone_mode or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
