@@ -7,7 +7,8 @@ Each setting runs in its own process (the setting is process-wide), the two alte
 ``--rounds`` rounds; each process trains the real built-in VLM with LoRA as the demo warm-up does, on
 the demo's shapes data, ``--steps`` timed steps of each kind after one untimed step: caption,
 answer-only and grounding steps under the warm-up recipe's precision (``auto``: bf16 where native),
-and fp32 steps of answer-only questions as the loop's fine-tuning takes them. Every process draws
+then each kind in fp32 (as a CPU without native bfloat16 trains the warm-up; the loop's fine-tuning
+takes answer-only questions in fp32). Every process draws
 the same batches from the same seed, so the two settings' losses must be identical; the table gives
 each kind's seconds a step (mean ± standard error over its steps and rounds), the ratio, and each
 setting's peak resident memory.
@@ -23,7 +24,7 @@ import statistics
 import subprocess
 import sys
 
-KINDS = ("caption", "question", "grounding", "question-fp32")
+KINDS = ("caption", "question", "grounding", "caption-fp32", "question-fp32", "grounding-fp32")
 
 
 def child(steps: int) -> None:
@@ -36,7 +37,7 @@ def child(steps: int) -> None:
 
     kept = keep_freed_memory()
     recipe, vlm, (answers, captions, grounded) = demo_vlm()
-    pools = {"caption": captions, "question": answers, "grounding": grounded, "question-fp32": answers}
+    pools = {"caption": captions, "question": answers, "grounding": grounded}
     model = add_lora(vlm, recipe.warmup.lora)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     warm = resolve_precision(recipe.warmup.precision, vlm.device)
@@ -47,7 +48,7 @@ def child(steps: int) -> None:
         precision = "fp32" if kind.endswith("fp32") else warm
         times, losses = [], []
         for _ in range(steps + 1):
-            batch = rng.sample(pools[kind], 16)
+            batch = rng.sample(pools[kind.removesuffix("-fp32")], 16)
             times.append(timed_step(vlm, opt, batch, precision))
             losses.append(float(vlm.loss(batch).detach()))  # after the step: the same weights in both settings
         out["seconds"][kind], out["losses"][kind] = times[1:], losses
