@@ -67,6 +67,8 @@ def run(setting: str, steps: int) -> dict:
 
 
 def main() -> None:
+    from warmup_common import standard_error
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--rounds", type=int, default=2)
@@ -84,7 +86,7 @@ def main() -> None:
 
     def stats(setting: str, kind: str) -> tuple[float, float]:
         xs = [t for res in results[setting] for t in res["seconds"][kind]]
-        return statistics.mean(xs), statistics.stdev(xs) / len(xs) ** 0.5
+        return statistics.mean(xs), standard_error(xs)
 
     print(f"{args.rounds} rounds x {args.steps} timed steps of 16 per kind and setting; identical losses: {same}")
     print("| step | glibc defaults, s | kept, s | speed-up |\n|---|---|---|---|")
