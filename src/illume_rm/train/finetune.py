@@ -48,6 +48,13 @@ class FinetuneConfig:
     # grounded points lower in 3 matched loops on a CPU with AMX (README, "Fine-tuning under bf16")
     precision: Literal["auto", "fp32", "bf16"] = field(default="fp32", metadata={"hash_default": False})
     lora: LoraConfig = field(default_factory=lambda: LoraConfig(train_projector=False))
+    # rows per forward and backward within a step (gradient accumulation; 0: the whole batch at once): the
+    # same step up to rounding, with a fraction of the activation memory (README, "Memory")
+    micro_batch: int = field(default=0, metadata={"hash_default": False})
+
+    def __post_init__(self):
+        if self.micro_batch < 0:
+            raise UserError(f"finetune.micro_batch: 0 (the whole batch at once) or more, got {self.micro_batch}")
 
 
 def rationale_target(answer: str, rationale: str) -> str:
@@ -114,4 +121,5 @@ def finetune(vlm: VLM, train: Sequence[Example], accepted: Sequence[Candidate], 
         return batch, [cfg.explanation_weight] * n_exp + [1.0] * (cfg.batch_size - n_exp)
 
     return train_steps(vlm, [{"params": params, "lr": cfg.lr}], cfg.steps, draw, schedule="constant",
-                       warmup_steps=cfg.warmup_steps, precision=cfg.precision, desc=f"fine-tuning ({cfg.mode})")
+                       warmup_steps=cfg.warmup_steps, precision=cfg.precision, desc=f"fine-tuning ({cfg.mode})",
+                       micro_batch=cfg.micro_batch)

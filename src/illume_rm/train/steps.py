@@ -53,7 +53,7 @@ def train_steps(vlm: VLM, groups: list[dict], steps: int, draw: Draw, *, schedul
                 warmup_steps: int, precision: str = "fp32", desc: str = "training",
                 extra_loss: Callable[[Sequence[Item]], tuple[torch.Tensor, int] | None] | None = None,
                 on_eval: Callable[[int], None] | None = None, eval_every: int | None = None,
-                max_grad_norm: float = 1.0) -> list[float]:
+                max_grad_norm: float = 1.0, micro_batch: int = 0) -> list[float]:
     """Train the parameters in ``groups`` (AdamW param groups, each with its ``lr``) for ``steps`` steps;
     returns the loss curve. ``on_eval(step)`` runs every ``eval_every`` steps (model in eval mode).
     ``extra_loss(items)`` gives a term added to the loss: (its mean, over how many units), or None.
@@ -61,9 +61,16 @@ def train_steps(vlm: VLM, groups: list[dict], steps: int, draw: Draw, *, schedul
     With several processes (``distributed.processes``) every process draws the same batch and takes
     its share; each share's loss is scaled by its part of the batch's weight, so the averaged
     gradients are the whole batch's (as one process computes them, up to rounding), and every
-    process steps to the same weights."""
+    process steps to the same weights.
+
+    ``micro_batch`` > 0 runs a process's items that many at a time, each part's forward and backward
+    before the next (gradient accumulation), its loss scaled by its part of the batch's weight, and
+    the extra term once over all of them: the same gradient up to rounding, with the activations of
+    ``micro_batch`` rows held at once instead of the whole batch's. 0: the whole batch in one pass."""
     from ..distributed import processes
 
+    if micro_batch < 0:
+        raise ValueError(f"micro_batch must be 0 (the whole batch) or more, got {micro_batch}")
     procs = processes()
     precision = resolve_precision(precision, vlm.device)
     if precision == "bf16" and not bf16_native(vlm.device) and procs.is_main:
@@ -79,16 +86,19 @@ def train_steps(vlm: VLM, groups: list[dict], steps: int, draw: Draw, *, schedul
     bar = tqdm(range(steps), desc=desc)
     for step in bar:
         items, weights = draw(step)
-        with autocast(vlm, precision):
-            if procs.distributed:
-                loss = _shard_loss(vlm, procs, items, weights, extra_loss, params)
-            else:
-                loss = vlm.loss(items, weights)
-                extra = extra_loss(items) if extra_loss else None
-                if extra is not None:
-                    loss = loss + extra[0]
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        if micro_batch and len(procs.shard(items)) > micro_batch:
+            loss = _accumulate(vlm, procs, items, weights, extra_loss, micro_batch, precision)
+        else:
+            with autocast(vlm, precision):
+                if procs.distributed:
+                    loss = _shard_loss(vlm, procs, items, weights, extra_loss, params)
+                else:
+                    loss = vlm.loss(items, weights)
+                    extra = extra_loss(items) if extra_loss else None
+                    if extra is not None:
+                        loss = loss + extra[0]
+            loss.backward()
         procs.average_gradients(params)
         torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
         opt.step()
@@ -118,3 +128,29 @@ def _shard_loss(vlm: VLM, procs, items, weights, extra_loss, params) -> torch.Te
         if extra is not None and n:
             loss = loss + extra[0] * (n * procs.world / total)
     return loss
+
+
+def _accumulate(vlm: VLM, procs, items, weights, extra_loss, micro_batch: int, precision: str) -> torch.Tensor:
+    """``_shard_loss``'s loss (or the whole batch's, in one process), its gradient accumulated part by
+    part: each ``micro_batch`` items' loss scaled by their part of the batch's weight, backward before
+    the next part's forward; then the extra term over the process's items, once. Returns the loss
+    (detached)."""
+    w_all = list(weights) if weights is not None else [1.0] * len(items)
+    shard, w_shard = procs.shard(items), procs.shard(w_all)
+    total = torch.zeros((), device=vlm.device)
+    for i in range(0, len(shard), micro_batch):
+        part, w_part = shard[i:i + micro_batch], w_shard[i:i + micro_batch]
+        with autocast(vlm, precision):
+            loss = vlm.loss(part, w_part) * (sum(w_part) * procs.world / sum(w_all))
+        loss.backward()
+        total += loss.detach()
+    if extra_loss:
+        with autocast(vlm, precision):
+            extra = extra_loss(shard) if shard else None
+        n = extra[1] if extra is not None else 0
+        units = procs.sum(n)
+        if extra is not None and n:
+            term = extra[0] * (n * procs.world / units)
+            term.backward()
+            total += term.detach()
+    return total

@@ -74,8 +74,13 @@ class WarmupConfig:
     # (VLM.share_images): such a step costs less, about by the share of each row that is image.
     # 1 (the default): items drawn at random, each row reading its image whole, as every shipped recipe trains
     items_per_image: int = field(default=1, metadata={"hash_default": False})
+    # rows per forward and backward within a step (gradient accumulation; 0: the whole batch at once): the
+    # same step up to rounding, with a fraction of the activation memory (README, "Memory")
+    micro_batch: int = field(default=0, metadata={"hash_default": False})
 
     def __post_init__(self):
+        if self.micro_batch < 0:
+            raise UserError(f"warmup.micro_batch: 0 (the whole batch at once) or more, got {self.micro_batch}")
         if self.items_per_image < 1:
             raise UserError(f"warmup.items_per_image: at least 1, got {self.items_per_image}")
         if self.items_per_image > 1 and self.family_weights:
@@ -303,7 +308,7 @@ def train_warmup(vlm: VLM, train: Sequence[Example], cfg: WarmupConfig, seed: in
     try:
         losses = train_steps(vlm, groups, cfg.steps, draw, schedule=cfg.schedule, warmup_steps=cfg.warmup_steps,
                              precision=precision, desc="warm-up", extra_loss=per_cell, on_eval=on_eval,
-                             eval_every=cfg.eval_every)
+                             eval_every=cfg.eval_every, micro_batch=cfg.micro_batch)
     finally:
         vlm.share_images = False
     merge_lora(vlm)
