@@ -12,7 +12,16 @@ function headers() {
 function name() { return $("annotator").value.trim(); }
 function say(text) { $("msg").textContent = text || ""; }
 
-async function load() {
+// one request for the next question at a time: Enter in the name field blurs it (a change event, which
+// loads) and loads; a second answer arriving after the person began ticking would re-render the question
+// and drop the ticks. A call while one is in flight waits for that one.
+let loading = null;
+function load() {
+  if (!loading) loading = loadOnce().finally(() => { loading = null; });
+  return loading;
+}
+
+async function loadOnce() {
   if (!name()) { say("Type your name first (it is stored with your judgements)."); $("annotator").focus(); return; }
   localStorage.setItem("illume-annotator", name());
   // a POST (never a GET: another site's <img> must not be able to take a question from someone)
