@@ -49,7 +49,7 @@ class FinetuneConfig:
     precision: Literal["auto", "fp32", "bf16"] = field(default="fp32", metadata={"hash_default": False})
     lora: LoraConfig = field(default_factory=lambda: LoraConfig(train_projector=False))
     # rows per forward and backward within a step (gradient accumulation; 0: the whole batch at once): the
-    # same step up to rounding, with a fraction of the activation memory (README, "Memory")
+    # same step up to rounding, with a fraction of the activation memory (README, "Commands")
     micro_batch: int = field(default=0, metadata={"hash_default": False})
 
     def __post_init__(self):

@@ -75,7 +75,7 @@ class WarmupConfig:
     # 1 (the default): items drawn at random, each row reading its image whole, as every shipped recipe trains
     items_per_image: int = field(default=1, metadata={"hash_default": False})
     # rows per forward and backward within a step (gradient accumulation; 0: the whole batch at once): the
-    # same step up to rounding, with a fraction of the activation memory (README, "Memory")
+    # same step up to rounding, with a fraction of the activation memory (README, "Commands")
     micro_batch: int = field(default=0, metadata={"hash_default": False})
 
     def __post_init__(self):
