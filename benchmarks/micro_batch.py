@@ -22,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import os
-import time
 
 KINDS = ("question-fp32", "caption")
 
@@ -30,10 +29,8 @@ KINDS = ("question-fp32", "caption")
 def child(kind: str, micro: int, steps: int) -> None:
     import torch
 
-    from illume_rm.distributed import processes
     from illume_rm.memory import keep_freed_memory
     from illume_rm.train.lora import add_lora
-    from illume_rm.train.steps import _accumulate
     from illume_rm.vlm.base import resolve_precision
     from warmup_common import demo_vlm, timed_step
 
@@ -49,14 +46,7 @@ def child(kind: str, micro: int, steps: int) -> None:
     model.train()
     for _ in range(steps + 1):
         batch = rng.sample(pool, 16)
-        if micro:
-            t0 = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            _accumulate(vlm, processes(), batch, None, None, micro, precision)
-            opt.step()
-            times.append(time.perf_counter() - t0)
-        else:
-            times.append(timed_step(vlm, opt, batch, precision))
+        times.append(timed_step(vlm, opt, batch, precision, micro))
         with torch.no_grad():
             losses.append(float(vlm.loss(batch)))
     out = {"seconds": times[1:], "losses": losses,

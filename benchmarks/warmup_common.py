@@ -24,13 +24,20 @@ def demo_vlm(n_train: int | None = None, balance: bool = False):
     return recipe, vlm, warmup_items(train, balance)
 
 
-def timed_step(vlm, opt: torch.optim.Optimizer, batch: Sequence, precision: str) -> float:
-    """Seconds of one training step (loss under the precision, backward, optimizer step) on ``batch``."""
+def timed_step(vlm, opt: torch.optim.Optimizer, batch: Sequence, precision: str, micro_batch: int = 0) -> float:
+    """Seconds of one training step (loss under the precision, backward, optimizer step) on ``batch``;
+    with ``micro_batch``, its rows that many at a time (``train.steps._accumulate``, as training does)."""
+    from illume_rm.distributed import processes
+    from illume_rm.train.steps import _accumulate
+
     t0 = time.perf_counter()
-    with autocast(vlm, precision):
-        loss = vlm.loss(batch)
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    if micro_batch:
+        _accumulate(vlm, processes(), batch, None, None, micro_batch, precision)
+    else:
+        with autocast(vlm, precision):
+            loss = vlm.loss(batch)
+        loss.backward()
     opt.step()
     return time.perf_counter() - t0
 
