@@ -41,6 +41,17 @@ def shapes_small():
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+def load_diagnostic(name: str):
+    """diagnostics/<name>.py as a module (the scripts are not a package)."""
+    import importlib.util
+
+    path = Path(__file__).parent.parent / "diagnostics" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 @pytest.fixture(scope="module")
 def tiny_grid3(tmp_path_factory):
     """A tiny built-in VLM with a 3 x 3 grid (the shapes world's), 64 px images."""

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import load_diagnostic
 
 from illume_rm.cli import cli
 from illume_rm.errors import UserError
@@ -298,7 +299,7 @@ def test_likelihood_diagnostic_separates_ranking_within_a_question_from_ranking_
     rationale is the more likely one, but the two questions sit at different levels (question b's
     false rationale is more likely than question a's true one), so the global ROC-AUC is below 1 and
     the within-question share is exactly 1; a third question with one verdict only adds no pair."""
-    mod = _diagnostic("likelihood_judge")
+    mod = load_diagnostic("likelihood_judge")
     rows = [("a", "a1", -9.0, True), ("a", "a2", -12.0, False), ("a", "a3", -11.0, False),
             ("b", "b1", -3.0, True), ("b", "b2", -5.0, False), ("c", "c1", -4.0, True)]
     write_jsonl(tmp_path / "c.jsonl", [Candidate(id=i, example_id=q, answer="x", rationale=f"it is {i}", logprob=lp)
@@ -372,7 +373,7 @@ def test_likelihood_diagnostic_compares_the_relevance_features_given_the_recipe(
     near chance; a candidate of an example the recipe's data lacks is refused."""
     from illume_rm.data import DataConfig, load_examples
 
-    mod = _diagnostic("likelihood_judge")
+    mod = load_diagnostic("likelihood_judge")
     recipe = tmp_path / "r.yaml"
     recipe.write_text("name: r\ndata:\n  name: shapes\n  shapes: {train: 20, val: 4, test: 4, image_size: 64}\n")
     examples = load_examples(DataConfig(name="shapes", shapes=ShapesConfig(train=20, val=4, test=4, image_size=64)),
@@ -402,20 +403,11 @@ def test_likelihood_diagnostic_compares_the_relevance_features_given_the_recipe(
         mod.main([str(tmp_path / "c.jsonl"), str(tmp_path / "j.jsonl"), "--splits", "3", "--recipe", str(recipe)])
 
 
-def _diagnostic(name):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).parent.parent / "diagnostics" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_threshold_diagnostic_pool_threshold_keeps_the_largest_set_expected_at_the_target():
     """diagnostics/reward_threshold.py's calibrated rule, by hand: with the identity calibration
     (a=1, b=0) each score is its own chance, so the set above a threshold is expected at the mean of
     its scores; tied scores go in or out together."""
-    mod = _diagnostic("reward_threshold")
+    mod = load_diagnostic("reward_threshold")
     same = (1.0, 0.0)
     # running means 0.99, 0.97, 0.9467, 0.835, 0.688: the largest set at >= 0.9 is the top three
     assert mod.pool_threshold([0.5, 0.99, 0.1, 0.9, 0.95], same, 0.9) == pytest.approx(0.9)
@@ -432,7 +424,7 @@ def test_threshold_diagnostic_calibration_is_platt_scaling():
     seed of 5 accepted judgements cannot claim more than about 6/7, so 0.9 precision is not expected."""
     from sklearn.linear_model import LogisticRegression
 
-    mod = _diagnostic("reward_threshold")
+    mod = load_diagnostic("reward_threshold")
     rng = np.random.default_rng(0)
     labels = rng.random(200) < 0.3
     probs = 1 / (1 + np.exp(-(rng.normal(size=200) + 1.5 * labels - 0.5)))

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import load_diagnostic
 
 from illume_rm.cli import cli
 from illume_rm.data import DataConfig, cell_words, load_examples, visual_words
@@ -386,7 +387,7 @@ def test_place_layouts_diagnostic_writes_the_models_layouts_and_reports_each(tin
     stand for, and one short run per layout ends in a table row for each."""
     from illume_rm.data.shapes import scene_text
 
-    mod = _diagnostic("place_layouts")
+    mod = load_diagnostic("place_layouts")
     data = DataConfig(name="shapes", shapes=ShapesConfig(train=12, val=4, test=2, image_size=64))
     scene = load_examples(data, "train")[0].meta["scene"]
     for layout in ("before", "around", "bare"):
@@ -398,24 +399,13 @@ def test_place_layouts_diagnostic_writes_the_models_layouts_and_reports_each(tin
     assert [line.split(" | ")[0].strip("| ") for line in table] == ["before", "after", "around", "bare"]
 
 
-def _diagnostic(name: str):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parent.parent / "diagnostics" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_family_as_text_diagnostic_trains_on_one_family_and_reports_each_evaluation(tiny_grid3, capsys):
     """diagnostics/family_as_text.py: trained on the named family's questions alone (the count it
     reports is that family's share of the training split), it reports a row at every --every steps and
     at the end; a recipe without scene graphs is one clear error, not a traceback."""
     from illume_rm.errors import UserError
 
-    mod = _diagnostic("family_as_text")
+    mod = load_diagnostic("family_as_text")
     data = DataConfig(name="shapes", shapes=ShapesConfig(train=12, val=6, test=2, image_size=64))
     n_exist = sum(e.meta["family"] == "exist" for e in load_examples(data, "train"))
     tiny = ["--set", f"model.base={tiny_grid3}", "--set", "model.image_size=64",
@@ -438,7 +428,7 @@ def _oracle_perception_on(tiny_model):
     tiny = ["--set", f"model.base={tiny_model}", "--set", "model.image_size=64",
             "--set", "data.shapes={train: 12, val: 4, test: 2, image_size: 64}", "--set", "warmup.batch_size=4"]
     recipe = load_recipe("recipes/shapes-warmup.yaml", [s for s in tiny if s != "--set"])
-    return _diagnostic("oracle_perception"), tiny, recipe, load_examples(recipe.data, "val"), base_vlm(recipe)
+    return load_diagnostic("oracle_perception"), tiny, recipe, load_examples(recipe.data, "val"), base_vlm(recipe)
 
 
 def test_oracle_perception_tokens_layout_gives_the_true_words_and_zero_for_no_word(tiny_grid3, capsys):
@@ -518,7 +508,7 @@ def test_count_forms_diagnostic_splits_count_questions_by_form_and_reads_the_cap
     from illume_rm.config import load_recipe
     from illume_rm.errors import UserError
 
-    mod = _diagnostic("count_forms")
+    mod = load_diagnostic("count_forms")
     recipe = load_recipe("recipes/shapes-warmup.yaml", [])
     questions = [e.question for e in load_examples(recipe.data, "val") if e.meta.get("family") == "count"]
     forms = {q: mod.form(q) for q in questions}
