@@ -252,3 +252,31 @@ def test_items_per_image_draws_and_shares_and_is_checked(tiny_vlm_path, tmp_path
     assert r.exit_code == 0, r.output
     report = json.loads((tmp_path / "a" / "warmup.json").read_text())
     assert report["config"]["items_per_image"] == 2 and len(report["losses"]) == 3
+
+
+def test_warmup_draw_gives_the_batches_the_warmup_trains_on(tiny_vlm_path, shapes_small):
+    """``warmup_draw`` (what benchmarks/warmup_floor.py counts) is the warm-up's own sequence of
+    batches: captions, grounding and answer-only steps, in training's order."""
+    from illume_rm.data import load_examples
+    from illume_rm.train.warmup import WarmupConfig, train_warmup, warmup_draw, warmup_items
+    from illume_rm.vlm import load_vlm
+
+    train = load_examples(shapes_small, "train")
+    cfg = WarmupConfig(steps=8, batch_size=3, caption_fraction=0.3, grounding_fraction=0.3, align_steps=0,
+                       family_weights={"count": 2})
+    vlm = load_vlm(tiny_vlm_path)
+    trained = []
+    loss = vlm.loss
+
+    def recording_loss(items, weights=None):
+        trained.append(list(items))
+        return loss(items, weights)
+
+    vlm.loss = recording_loss
+    train_warmup(vlm, train, cfg, seed=3, log=lambda s: None)
+    draw = warmup_draw(train, cfg, seed=3)
+    assert trained == [draw(step)[0] for step in range(8)]
+    _, captions, grounded = warmup_items(train, True, 3)
+    kinds = {"caption" if b[0] in captions else "grounding" if b[0] in grounded else "answer" for b in trained}
+    assert kinds == {"caption", "grounding", "answer"}
+    assert trained != [warmup_draw(train, cfg, seed=4)(step)[0] for step in range(8)]

@@ -263,25 +263,14 @@ def text_upper_bound(vlm: VLM, train: Sequence[Example], val: Sequence[Example],
     return {"steps": steps, "after": evaluate_answers(vlm, text_val), "train_seconds": time.time() - t}
 
 
-def train_warmup(vlm: VLM, train: Sequence[Example], cfg: WarmupConfig, seed: int = 0,
-                 log: Callable[[str], None] = print,
-                 on_eval: Callable[[int], None] | None = None) -> list[float]:
-    """Train in place (LoRA merged back at the end); returns the loss curve. With
-    ``cfg.eval_every``, ``on_eval(step)`` runs every that many steps (model in eval mode)."""
+def warmup_draw(train: Sequence[Example], cfg: WarmupConfig, seed: int = 0) -> Callable[[int], tuple[list[Item], None]]:
+    """The warm-up's batches: ``draw(step)`` gives the step's items (and no per-item weights), each
+    step all captions, all grounding questions or all answer-only questions, by the recipe's shares,
+    from one generator seeded by ``seed``; called for steps 0, 1, ... in order, the batches
+    ``train_warmup`` trains on (``benchmarks/warmup_floor.py`` counts their tokens)."""
     rng = random.Random(seed)
-    torch.manual_seed(seed)
     answers, captions, grounded = warmup_items(train, cfg.balance_grounding, seed)
     answer_weights = family_weights(train, cfg.family_weights)
-    targets = cell_targets(vlm, train)
-    if targets and cfg.align_steps:
-        align_projector(vlm, train, steps=cfg.align_steps, seed=seed, log=log)
-    model = add_lora(vlm, cfg.lora)
-    precision = resolve_precision(cfg.precision, vlm.device)
-    log(f"warm-up: {count_trainable(model):,} trainable parameters, {cfg.steps} steps of {cfg.batch_size}, "
-        + ("bf16 autocast" if precision == "bf16" else "fp32"))
-    proj = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("projector")]
-    rest = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("projector")]
-    groups = [{"params": rest, "lr": cfg.lr}, {"params": proj, "lr": cfg.projector_lr}]
 
     def draw(step: int):
         u = rng.random()
@@ -296,6 +285,27 @@ def train_warmup(vlm: VLM, train: Sequence[Example], cfg: WarmupConfig, seed: in
         if cfg.items_per_image > 1 and pool is not captions:
             return sample_by_image(rng, pool, cfg.items_per_image, cfg.batch_size), None
         return rng.sample(pool, min(cfg.batch_size, len(pool))), None
+
+    return draw
+
+
+def train_warmup(vlm: VLM, train: Sequence[Example], cfg: WarmupConfig, seed: int = 0,
+                 log: Callable[[str], None] = print,
+                 on_eval: Callable[[int], None] | None = None) -> list[float]:
+    """Train in place (LoRA merged back at the end); returns the loss curve. With
+    ``cfg.eval_every``, ``on_eval(step)`` runs every that many steps (model in eval mode)."""
+    torch.manual_seed(seed)
+    draw = warmup_draw(train, cfg, seed)
+    targets = cell_targets(vlm, train)
+    if targets and cfg.align_steps:
+        align_projector(vlm, train, steps=cfg.align_steps, seed=seed, log=log)
+    model = add_lora(vlm, cfg.lora)
+    precision = resolve_precision(cfg.precision, vlm.device)
+    log(f"warm-up: {count_trainable(model):,} trainable parameters, {cfg.steps} steps of {cfg.batch_size}, "
+        + ("bf16 autocast" if precision == "bf16" else "fp32"))
+    proj = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("projector")]
+    rest = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("projector")]
+    groups = [{"params": rest, "lr": cfg.lr}, {"params": proj, "lr": cfg.projector_lr}]
 
     def per_cell(batch):
         supervised = [img for img, _, _ in batch if img in targets] if cfg.cell_loss else []
