@@ -86,6 +86,9 @@ def main() -> None:
     ap.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="the precision the rate is timed in")
     a = ap.parse_args()
     recipe = load_recipe(a.recipe, a.set)
+    if recipe.warmup.items_per_image > 1:
+        ap.error("warmup.items_per_image > 1 reads each image's block once for several rows; this count "
+                 "takes every row whole, so it would overstate such a recipe's arithmetic")
     train = load_examples(recipe.data, "train")
     vlm = base_vlm(recipe)
     cfg = vlm.model.language_model.config
