@@ -29,6 +29,7 @@ import torch
 from illume_rm.checkpoints import base_vlm
 from illume_rm.config import load_recipe
 from illume_rm.data import load_examples
+from illume_rm.errors import UserError
 from illume_rm.train.lora import LORA_TARGETS
 from illume_rm.train.warmup import warmup_draw, warmup_items
 
@@ -56,9 +57,10 @@ def step_flops(cfg, rows: int, width: int, labelled: int, lora_r: int) -> dict[s
     return {"linear": base, "lora": lora, "attention": attention, "head": head}
 
 
-def matmul_rate(m: int, shapes: list[tuple[int, int]], dtype: torch.dtype, repeats: int = 5) -> float:
+def matmul_rate(m: int, shapes: list[tuple[int, int]], dtype: torch.dtype, repeats: int = 5) -> tuple[float, float, float]:
     """FLOP/s of ``torch.nn.functional.linear`` over the (in, out) shapes at m rows, forward and the
-    input gradient's product (m x out by out x in), the median of ``repeats`` timings."""
+    input gradient's product (m x out by out x in): the median of ``repeats`` timings, and the
+    slowest and fastest."""
     torch.manual_seed(0)
     mats = [(torch.randn(m, i, dtype=dtype), torch.randn(o, i, dtype=dtype), torch.randn(m, o, dtype=dtype))
             for i, o in shapes]
@@ -75,7 +77,7 @@ def matmul_rate(m: int, shapes: list[tuple[int, int]], dtype: torch.dtype, repea
         t0 = time.perf_counter()
         once()
         times.append(time.perf_counter() - t0)
-    return flops / statistics.median(times)
+    return flops / statistics.median(times), flops / max(times), flops / min(times)
 
 
 def main() -> None:
@@ -85,7 +87,12 @@ def main() -> None:
     ap.add_argument("--warmup-json", type=Path, help="a run's warmup.json: its train_seconds against the floor")
     ap.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="the precision the rate is timed in")
     a = ap.parse_args()
-    recipe = load_recipe(a.recipe, a.set)
+    if a.warmup_json and not a.warmup_json.is_file():
+        ap.error(f"--warmup-json {a.warmup_json}: no such file")
+    try:
+        recipe = load_recipe(a.recipe, a.set)
+    except UserError as e:
+        ap.error(str(e))
     if recipe.warmup.items_per_image > 1:
         ap.error("warmup.items_per_image > 1 reads each image's block once for several rows; this count "
                  "takes every row whole, so it would overstate such a recipe's arithmetic")
@@ -114,16 +121,18 @@ def main() -> None:
     positions = round(statistics.mean(s["positions"] for k in steps.values() for s in k))
     labelled_mean = round(statistics.mean(s["flops"]["head"] for k in steps.values() for s in k)
                           / (4 * cfg.hidden_size * cfg.vocab_size))
-    rate = matmul_rate(positions, [(i, o) for _, i, o in layer_shapes(cfg)], dtype)
-    head_rate = matmul_rate(max(1, labelled_mean), [(cfg.hidden_size, cfg.vocab_size)], dtype)
+    rate, rate_low, rate_high = matmul_rate(positions, [(i, o) for _, i, o in layer_shapes(cfg)], dtype)
+    head_rate, head_low, head_high = matmul_rate(max(1, labelled_mean), [(cfg.hidden_size, cfg.vocab_size)], dtype)
 
     def seconds(flops: dict[str, float]) -> float:
         return (flops["linear"] + flops["lora"] + flops["attention"]) / rate + flops["head"] / head_rate
 
     print(f"{a.recipe} ({', '.join(a.set) or 'as shipped'}): {recipe.warmup.steps} steps of "
           f"{recipe.warmup.batch_size}; torch threads {torch.get_num_threads()}, {a.dtype} multiplies")
-    print(f"matrix-multiply rate here: {rate / 1e9:.1f} GFLOP/s on a decoder layer's shapes at {positions} "
-          f"positions, {head_rate / 1e9:.1f} on the LM head's at {labelled_mean} labelled positions")
+    print(f"matrix-multiply rate here (median of 5 timings, slowest-fastest): {rate / 1e9:.1f} GFLOP/s "
+          f"({rate_low / 1e9:.1f}-{rate_high / 1e9:.1f}) on a decoder layer's shapes at {positions} positions, "
+          f"{head_rate / 1e9:.1f} ({head_low / 1e9:.1f}-{head_high / 1e9:.1f}) on the LM head's at "
+          f"{labelled_mean} labelled positions")
     print("| step kind | steps | padded positions a step | of them real | TFLOP a step | floor, s a step |\n"
           "|---|---|---|---|---|---|")
     floor = floor_unpadded = total = 0.0
@@ -145,7 +154,8 @@ def main() -> None:
     if a.warmup_json:
         took = json.loads(a.warmup_json.read_text())["train_seconds"]
         print(f"the run's training: {took / 60:.1f} min, **{took / floor:.2f}x** the floor "
-              "(its evaluations every eval_every steps included, if any)")
+              "(train_seconds: without the curve's evaluations, with the projector's pre-alignment, "
+              "which the floor does not count)")
 
 
 if __name__ == "__main__":
