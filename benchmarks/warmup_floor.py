@@ -29,7 +29,7 @@ import torch
 from illume_rm.checkpoints import base_vlm
 from illume_rm.config import load_recipe
 from illume_rm.data import load_examples
-from illume_rm.errors import UserError
+from illume_rm.errors import UserError, run_script
 from illume_rm.train.lora import LORA_TARGETS
 from illume_rm.train.warmup import warmup_draw, warmup_items
 
@@ -88,14 +88,11 @@ def main() -> None:
     ap.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="the precision the rate is timed in")
     a = ap.parse_args()
     if a.warmup_json and not a.warmup_json.is_file():
-        ap.error(f"--warmup-json {a.warmup_json}: no such file")
-    try:
-        recipe = load_recipe(a.recipe, a.set)
-    except UserError as e:
-        ap.error(str(e))
+        raise UserError(f"warmup_floor: --warmup-json {a.warmup_json}: no such file")
+    recipe = load_recipe(a.recipe, a.set)
     if recipe.warmup.items_per_image > 1:
-        ap.error("warmup.items_per_image > 1 reads each image's block once for several rows; this count "
-                 "takes every row whole, so it would overstate such a recipe's arithmetic")
+        raise UserError("warmup_floor: warmup.items_per_image > 1 reads each image's block once for several rows; this count "
+                        "takes every row whole, so it would overstate such a recipe's arithmetic")
     train = load_examples(recipe.data, "train")
     vlm = base_vlm(recipe)
     cfg = vlm.model.language_model.config
@@ -159,4 +156,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)
