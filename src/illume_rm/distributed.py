@@ -8,7 +8,8 @@ GPUs). Every process runs the same command on the same data; the heavy parts sha
   the order of the batches (so the records are the ones one process writes);
 - ``average_gradients``: data-parallel training (each process takes its share of every batch; the
   gradients are averaged before the optimiser steps, as DDP does), so every process holds the
-  same weights after each step;
+  same weights after each step; under an FSDP config the language model's layers are sharded while
+  they train (``train.fsdp``);
 - ``run`` / ``serve``: the main process runs the command and hands these stages to every process
   (``illume_rm.tasks``); the others only serve them, so only the main process writes files.
 
@@ -51,6 +52,20 @@ class Processes:
             merged.update(part)
         return [merged[i] for i in range(len(keys))]
 
+    @property
+    def fsdp(self):
+        """The FSDP settings of accelerate's config (``train.fsdp``), or None: with one process, or
+        without FSDP. Refuses (``UserError``) options that are not honoured."""
+        if not self.distributed:
+            return None
+        from .train.fsdp import fsdp_settings
+
+        return fsdp_settings()
+
+    def most_per_process(self, n: int) -> int:
+        """The largest share of ``n`` items any process takes (``shard``)."""
+        return -(-n // self.world)
+
     def shard(self, items: Sequence[T]) -> list[T]:
         """This process's share of a batch: every ``world``-th item."""
         return list(items[self.rank::self.world]) if self.distributed else list(items)
@@ -73,7 +88,7 @@ class Processes:
     def average_gradients(self, params: Sequence) -> None:
         """The mean of every process's gradients, in place (one flat all-reduce; a missing gradient
         counts as zeros)."""
-        if not self.distributed:
+        if not self.distributed or not params:
             return
         import torch
         import torch.distributed as dist
@@ -99,13 +114,21 @@ class Processes:
         return fn(*args)
 
     def serve(self) -> None:
-        """A process other than the main one: run what the main process hands out until it stops."""
+        """A process other than the main one: run what the main process hands out until it stops.
+        A refusal (``UserError``) inside a stage is raised by every process at the same point (they
+        run the same code on the same data): the main one reports it and stops the others, which wait
+        for that here rather than leave it alone in a collective."""
+        from .errors import UserError
+
         while True:
             message = self._broadcast(None)
             if message[0] == "stop":
                 return
             _, fn, args = message
-            fn(*args)
+            try:
+                fn(*args)
+            except UserError:
+                continue
 
     def stop(self) -> None:
         """The main process is done: the others return from ``serve``."""

@@ -78,49 +78,89 @@ def train_steps(vlm: VLM, groups: list[dict], steps: int, draw: Draw, *, schedul
                    "AVX512-BF16 or AMX): emulated, it is many times slower than fp32; precision: auto picks "
                    "fp32 here")
     model = vlm.trainable_model()
+    settings = procs.fsdp
+    sharded = None
+    if settings is not None:  # the layers sharded while they train (train.fsdp)
+        from .fsdp import ShardedLayers
+
+        sharded = ShardedLayers(model, settings, vlm.device)
+        groups = sharded.groups(groups)
+        if procs.is_main:
+            tqdm.write(f"{desc}: {sharded.describe()}")
+    share_images = getattr(vlm, "share_images", None)
+    if sharded is not None and share_images:
+        vlm.share_images = False  # the shared-image prefill depends on a process's own share: rows read whole
     opt = torch.optim.AdamW(groups, weight_decay=0.0)
     sched = scheduler(opt, schedule, steps, warmup_steps)
     params = [p for g in opt.param_groups for p in g["params"]]
+    whole = [p for p in params if not _is_sharded(p)]
     losses: list[float] = []
     model.train()
     bar = tqdm(range(steps), desc=desc)
-    for step in bar:
-        items, weights = draw(step)
-        opt.zero_grad(set_to_none=True)
-        if micro_batch and len(procs.shard(items)) > micro_batch:
-            loss = _accumulate(vlm, procs, items, weights, extra_loss, micro_batch, precision)
-        else:
-            with autocast(vlm, precision):
-                if procs.distributed:
-                    loss = _shard_loss(vlm, procs, items, weights, extra_loss, params)
+    try:
+        for step in bar:
+            items, weights = draw(step)
+            opt.zero_grad(set_to_none=True)
+            if micro_batch and procs.most_per_process(len(items)) > micro_batch:
+                loss = _accumulate(vlm, procs, items, weights, extra_loss, micro_batch, precision, sharded is not None)
+            else:
+                with autocast(vlm, precision):
+                    if procs.distributed:
+                        loss = _shard_loss(vlm, procs, items, weights, extra_loss, params, sharded is not None)
+                    else:
+                        loss = vlm.loss(items, weights)
+                        extra = extra_loss(items) if extra_loss else None
+                        if extra is not None:
+                            loss = loss + extra[0]
+                loss.backward()
+            if sharded is not None:
+                from .fsdp import clip_grad_norm_
+
+                procs.average_gradients(whole)  # the sharded layers' were reduce-scattered in backward
+                clip_grad_norm_(params, max_grad_norm)
+            else:
+                procs.average_gradients(params)
+                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            opt.step()
+            sched.step()
+            losses.append(procs.sum(loss.item()) / procs.world)
+            bar.set_postfix(loss=f"{sum(losses[-10:]) / len(losses[-10:]):.3f}")
+            if on_eval and eval_every and (step + 1) % eval_every == 0 and step + 1 < steps:
+                model.eval()
+                if sharded is not None:
+                    with sharded.gathered():
+                        on_eval(step + 1)
                 else:
-                    loss = vlm.loss(items, weights)
-                    extra = extra_loss(items) if extra_loss else None
-                    if extra is not None:
-                        loss = loss + extra[0]
-            loss.backward()
-        procs.average_gradients(params)
-        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-        opt.step()
-        sched.step()
-        losses.append(procs.sum(loss.item()) / procs.world)
-        bar.set_postfix(loss=f"{sum(losses[-10:]) / len(losses[-10:]):.3f}")
-        if on_eval and eval_every and (step + 1) % eval_every == 0 and step + 1 < steps:
-            model.eval()
-            on_eval(step + 1)
-            model.train()
+                    on_eval(step + 1)
+                model.train()
+    finally:
+        if share_images is not None:
+            vlm.share_images = share_images
+    if sharded is not None:
+        sharded.close()  # every process: the whole trained model again
     model.eval()
     return losses
 
 
-def _shard_loss(vlm: VLM, procs, items, weights, extra_loss, params) -> torch.Tensor:
+def _is_sharded(p: torch.Tensor) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(p, DTensor)
+
+
+def _shard_loss(vlm: VLM, procs, items, weights, extra_loss, params, lockstep: bool = False) -> torch.Tensor:
     """This process's part of the batch loss: its share's loss, scaled so that the mean over the
-    processes is the whole batch's loss (per-item weights and the extra term's units counted)."""
+    processes is the whole batch's loss (per-item weights and the extra term's units counted).
+    ``lockstep`` (FSDP): a process with an empty share still runs the model once (the batch's first
+    item, at weight 0), since every process must run each sharded layer as often."""
     w_all = list(weights) if weights is not None else [1.0] * len(items)
     shard, w_shard = procs.shard(items), procs.shard(w_all)
-    loss = sum(p.sum() * 0.0 for p in params[:1])  # a zero that keeps the graph when the share is empty
+    # a zero that keeps the graph when the share is empty (from a parameter FSDP does not shard)
+    loss = sum(p.sum() * 0.0 for p in [p for p in params if not _is_sharded(p)][:1])
     if shard:
         loss = loss + vlm.loss(shard, w_shard) * (sum(w_shard) * procs.world / sum(w_all))
+    elif lockstep and items:
+        loss = loss + vlm.loss(list(items[:1])) * 0.0
     if extra_loss:
         extra = extra_loss(shard) if shard else None
         n = extra[1] if extra is not None else 0
@@ -130,18 +170,24 @@ def _shard_loss(vlm: VLM, procs, items, weights, extra_loss, params) -> torch.Te
     return loss
 
 
-def _accumulate(vlm: VLM, procs, items, weights, extra_loss, micro_batch: int, precision: str) -> torch.Tensor:
+def _accumulate(vlm: VLM, procs, items, weights, extra_loss, micro_batch: int, precision: str,
+                lockstep: bool = False) -> torch.Tensor:
     """``_shard_loss``'s loss (or the whole batch's, in one process), its gradient accumulated part by
     part: each ``micro_batch`` items' loss scaled by their part of the batch's weight, backward before
     the next part's forward; then the extra term over the process's items, once. Returns the loss
-    (detached)."""
+    (detached). ``lockstep`` (FSDP): every process runs as many parts as the process with the most
+    (a missing part: the batch's first item, at weight 0)."""
     w_all = list(weights) if weights is not None else [1.0] * len(items)
     shard, w_shard = procs.shard(items), procs.shard(w_all)
     total = torch.zeros((), device=vlm.device)
-    for i in range(0, len(shard), micro_batch):
-        part, w_part = shard[i:i + micro_batch], w_shard[i:i + micro_batch]
+    parts = -(-procs.most_per_process(len(items)) // micro_batch) if lockstep else -(-len(shard) // micro_batch)
+    for k in range(parts):
+        part, w_part = shard[k * micro_batch:(k + 1) * micro_batch], w_shard[k * micro_batch:(k + 1) * micro_batch]
         with autocast(vlm, precision):
-            loss = vlm.loss(part, w_part) * (sum(w_part) * procs.world / sum(w_all))
+            if part:
+                loss = vlm.loss(part, w_part) * (sum(w_part) * procs.world / sum(w_all))
+            else:
+                loss = vlm.loss(list(items[:1])) * 0.0
         loss.backward()
         total += loss.detach()
     if extra_loss:
