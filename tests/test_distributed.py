@@ -8,6 +8,7 @@ half of every batch, the gradients averaged), which changes only the order of fl
 agree to 1e-4 (relative) and what the trained model then samples and answers is the same records.
 """
 import json
+import re
 import os
 import subprocess
 import sys
@@ -210,3 +211,70 @@ def test_the_reward_loop_with_the_likelihood_judge_writes_the_same_records(runs,
                "judgements.jsonl").open())] for r in ("r1", "r2"))
     assert [j["accepted"] for j in j1] == [j["accepted"] for j in j2]
     assert [j["score"] for j in j1] == pytest.approx([j["score"] for j in j2], abs=1e-3)
+
+
+# batches that leave a process an empty share (fine-tuning's batch of 1), micro-batches of unequal
+# count (5 items: shares of 3 and 2, in parts of 2), evaluation during training, and images shared
+# by several items (the prefill one process would read once): each must keep FSDP's processes in step
+LOCKSTEP = ["--set", "warmup.batch_size=5", "--set", "warmup.micro_batch=2", "--set", "warmup.eval_every=2",
+            "--set", "warmup.items_per_image=2", "--set", "finetune.batch_size=1"]
+
+
+def test_the_shipped_fsdp_config_trains_sharded_to_the_one_process_records(runs, tmp_path):
+    """`accelerate launch --config_file recipes/accelerate/fsdp.yaml --num_processes 2 -m illume_rm.cli
+    iterate ...` shards the layers while they train (each process holds half of them) and writes the
+    records one process writes: the same warm-up losses (1e-4), samples, judgements and adapters."""
+    recipe = runs["recipe"]
+    config = Path(__file__).parents[1] / "recipes" / "accelerate" / "fsdp.yaml"
+    one = _launch([sys.executable, "-m", "illume_rm.cli", "iterate", str(recipe), "--run", str(tmp_path / "one"),
+                   *LOCKSTEP], {**os.environ, "ILLUME_RM_CACHE": str(tmp_path / "cache1")}, 1)
+    assert one.returncode == 0, one.stderr[-3000:]
+    accelerate = Path(sys.executable).parent / "accelerate"
+    r = _launch([str(accelerate), "launch", "--config_file", str(config), "--num_processes", "2", "-m",
+                 "illume_rm.cli", "iterate", str(recipe), "--run", str(tmp_path / "fsdp"), *LOCKSTEP],
+                {**os.environ, "ILLUME_RM_CACHE": str(tmp_path / "cache2")}, 1)
+    assert r.returncode == 0, r.stderr[-3000:]
+    said = r.stdout + r.stderr
+    for stage in ("warm-up", "fine-tuning (illume)"):
+        line = next(x for x in said.splitlines() if x.startswith(f"{stage}: FSDP shards"))
+        whole, held = (int(n.replace(",", "")) for n in re.findall(r"([\d,]+) (?:parameters|of them)", line))
+        assert held == whole // 2, line
+    a, b = _warmup_report(tmp_path / "one"), _warmup_report(tmp_path / "fsdp")
+    assert a["losses"] == pytest.approx(b["losses"], rel=1e-4)
+    assert [c["step"] for c in b["curve"]] == [0, 2, 3] and a["curve"] == b["curve"]
+    for name in ("base/val_candidates.jsonl", "iter-000/candidates.jsonl", "iter-001/candidates.jsonl",
+                 "iter-001/val_candidates.jsonl"):
+        _same_records(tmp_path / "one" / name, tmp_path / "fsdp" / name)
+    for name in ("iter-000/judgements.jsonl", "iter-001/judgements.jsonl"):
+        strip = [{k: v for k, v in j.items() if k != "time"} for j in map(json.loads, (tmp_path / "one" / name).open())]
+        assert strip == [{k: v for k, v in j.items() if k != "time"}
+                         for j in map(json.loads, (tmp_path / "fsdp" / name).open())]
+    from safetensors.torch import load_file
+
+    for it in ("iter-000", "iter-001"):
+        wa, wb = (load_file(tmp_path / r / it / "adapter" / "adapter_model.safetensors") for r in ("one", "fsdp"))
+        assert wa.keys() == wb.keys() and wa
+        assert all((wa[k] - wb[k]).abs().max() < 1e-5 for k in wa)
+
+
+@pytest.mark.parametrize("env, says", [
+    ({"FSDP_VERSION": "1"}, "FSDP version 1 is not used here"),
+    ({"FSDP_VERSION": "2", "FSDP_OFFLOAD_PARAMS": "true"}, "fsdp_offload_params: true is not supported"),
+    ({"FSDP_VERSION": "2", "FSDP_TRANSFORMER_CLS_TO_WRAP": "NoSuchLayer"}, "the model has no NoSuchLayer to shard"),
+])
+def test_fsdp_options_not_honoured_are_refused(runs, tmp_path, env, says):
+    """One line, exit status 2 from every process, no run folder (the layer class is checked where
+    the first training starts, before the run folder is written)."""
+    r = _launch([sys.executable, "-m", "illume_rm.cli", "iterate", str(runs["recipe"]), "--run", str(tmp_path / "run")],
+                {**os.environ, "ILLUME_RM_CACHE": str(tmp_path / "cache"), "ACCELERATE_USE_FSDP": "true", **env},
+                2)
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert r.stderr.count("illume-rm: error:") == 1 and says in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "run").exists()
+
+
+def test_deepspeed_is_refused_before_work(runs, tmp_path):
+    r = _launch([sys.executable, "-m", "illume_rm.cli", "iterate", str(runs["recipe"]), "--run", str(tmp_path / "run")],
+                {**os.environ, "ILLUME_RM_CACHE": str(runs["root"] / "cache1"), "ACCELERATE_USE_DEEPSPEED": "true"}, 2)
+    assert r.returncode == 2 and "DeepSpeed is not used here" in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "run").exists()
