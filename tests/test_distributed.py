@@ -278,3 +278,28 @@ def test_deepspeed_is_refused_before_work(runs, tmp_path):
                 {**os.environ, "ILLUME_RM_CACHE": str(runs["root"] / "cache1"), "ACCELERATE_USE_DEEPSPEED": "true"}, 2)
     assert r.returncode == 2 and "DeepSpeed is not used here" in r.stderr, r.stderr[-2000:]
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("family, layer", [("idefics3", "LlamaDecoderLayer"), ("qwen2_vl", "Qwen2VLDecoderLayer")])
+def test_fsdp_shards_a_pretrained_family_s_layers_to_the_one_process_records(tmp_path, family, layer):
+    """A pretrained VLM of another family (no warm-up): under FSDP its language model's decoder
+    layers are sharded (not its vision tower's), and the loop writes what one process writes."""
+    import families
+    from safetensors.torch import load_file
+    from test_loop import RECIPE as LOOP
+
+    folder = getattr(families, f"tiny_{family}")(tmp_path / family)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(LOOP.format(base=folder).replace("max_iterations: 2", "max_iterations: 1"))
+    runs = {}
+    for n, env in ((1, {}), (2, {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"})):
+        r = _launch([sys.executable, "-m", "illume_rm.cli", "iterate", str(recipe), "--run", str(tmp_path / f"r{n}")],
+                    {**os.environ, "ILLUME_RM_CACHE": str(tmp_path / f"cache{n}"), **env}, n)
+        assert r.returncode == 0, r.stderr[-3000:]
+        runs[n] = r.stdout + r.stderr
+    assert f"fine-tuning (illume): FSDP shards 2 layers ({layer};" in runs[2]
+    for name in ("base/val_candidates.jsonl", "iter-000/candidates.jsonl", "iter-000/val_candidates.jsonl"):
+        _same_records(tmp_path / "r1" / name, tmp_path / "r2" / name)
+    wa, wb = (load_file(tmp_path / r / "iter-000" / "adapter" / "adapter_model.safetensors") for r in ("r1", "r2"))
+    assert wa.keys() == wb.keys() and wa
+    assert all((wa[k] - wb[k]).abs().max() < 1e-5 for k in wa)
