@@ -1,18 +1,19 @@
-"""Training steps under FSDP (the language model's layers sharded, ``train.fsdp``) against DDP (every
-process the whole model), two processes each, in one run: seconds a step, each process's peak memory,
-and how far the losses part.
+"""Training steps under FSDP (the language model's layers sharded, ``train.fsdp``) and DeepSpeed ZeRO-2
+(optimiser state and gradients partitioned, ``train.zero``) against DDP (every process the whole
+model), two processes each, in one run: seconds a step, each process's memory, and how far the
+losses part.
 
     .venv/bin/python benchmarks/fsdp_steps.py [--train lora full] [--steps 4] [--rounds 1]
 
 A launch is two processes on this machine (gloo, one thread each, as ``accelerate launch --config_file
-recipes/accelerate/cpus.yaml`` / ``fsdp.yaml --num_processes 2`` start them) running
+recipes/accelerate/cpus.yaml`` / ``fsdp.yaml`` / ``deepspeed-zero2.yaml --num_processes 2`` start them) running
 ``train.steps.train_steps`` on the real built-in VLM (shipped weights) over the demo's answer-only
 questions, fp32, batches of 16 drawn from the same seed in both settings. ``lora``: the warm-up's
 LoRA adapters train (what illume-rm trains); ``full``: every language-model weight trains (AdamW keeps
-two more copies of each, which FSDP shards). One untimed step, then ``--steps`` timed ones (the time
+two more copies of each, which FSDP and ZeRO-2 partition). One untimed step, then ``--steps`` timed ones (the time
 between the draws of consecutive batches). Memory, the larger of the two processes': the weights,
-gradients and AdamW state it holds after a step (a sharded tensor counts its slice: what FSDP
-divides), and its peak resident set, which also counts activations, the whole model each process
+gradients and optimiser state it holds between steps (a sharded tensor counts its slice: what FSDP
+and ZeRO divide; ZeRO's fp32 partitions of the weights count as optimiser state), and its peak resident set, which also counts activations, the whole model each process
 loads before the layers are sharded and gathers back after, the all-gathers' buffers, and freed
 memory the process keeps for reuse (``memory.keep_freed_memory``, as every illume-rm command does).
 """
@@ -30,7 +31,7 @@ import sys
 import time
 from unittest import mock
 
-SETTINGS = ("ddp", "fsdp")
+SETTINGS = ("ddp", "fsdp", "zero2")
 
 
 def child(train: str, steps: int) -> None:
@@ -83,16 +84,19 @@ def child(train: str, steps: int) -> None:
 
 
 def _state_mb(model, opt) -> dict[str, float]:
-    """MB this process holds of the model's weights, their gradients and AdamW's state (a sharded
-    tensor counts its local slice)."""
+    """MB this process holds between two steps of the model's weights, gradients and the optimiser's
+    state (a sharded tensor counts its local slice; under ZeRO the optimiser's groups hold its flat
+    fp32 partitions, counted with its state, and their gradients with the gradients)."""
     from torch.distributed.tensor import DTensor
 
     def mb(ts) -> float:
         return sum((t.to_local() if isinstance(t, DTensor) else t).nbytes for t in ts) / 2 ** 20
 
     params = list(model.parameters())
-    parts = {"weights": mb(params), "gradients": mb(p.grad for p in params if p.grad is not None),
-             "adamw": mb(v for st in opt.state.values() for v in st.values() if v.dim() > 0)}
+    own = {id(p) for p in params}
+    copies = [p for g in opt.param_groups for p in g["params"] if id(p) not in own]
+    parts = {"weights": mb(params), "gradients": mb(p.grad for p in params + copies if p.grad is not None),
+             "optimiser": mb(copies) + mb(v for st in opt.state.values() for v in st.values() if v.dim() > 0)}
     return {**parts, "total": sum(parts.values())}
 
 
@@ -106,6 +110,8 @@ def launch(setting: str, train: str, steps: int) -> dict:
     env.update(OMP_NUM_THREADS="1", WORLD_SIZE="2", LOCAL_WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
     if setting == "fsdp":
         env.update(ACCELERATE_USE_FSDP="true", FSDP_VERSION="2")
+    if setting == "zero2":
+        env.update(ACCELERATE_USE_DEEPSPEED="true", ACCELERATE_DEEPSPEED_ZERO_STAGE="2")
     procs = [subprocess.Popen([sys.executable, __file__, "--child", train, "--steps", str(steps)],
                               env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for r in range(2)]
@@ -135,7 +141,7 @@ def main() -> None:
                 results[train, setting].append(launch(setting, train, args.steps))
                 print(f"round {r + 1}: {train}, {setting} done", file=sys.stderr, flush=True)
     print(f"{args.rounds} round(s) x {args.steps} timed steps of 16 questions (fp32), two processes; against DDP")
-    print("| trains | setting | s a step | speed vs DDP | weights + gradients + AdamW a process, MB | vs DDP | "
+    print("| trains | setting | s a step | speed vs DDP | weights + gradients + optimiser a process, MB | vs DDP | "
           "peak resident memory a process, MB | vs DDP | largest loss difference |\n|---|---|---|---|---|---|---|---|---|")
     for train in args.train:
         ref = results[train, "ddp"]
@@ -151,8 +157,9 @@ def main() -> None:
                   f"{ref_t / statistics.mean(xs):.2f}x | {state:.0f} | {state / ref_s:.2f} | {mem:.0f} | {mem / ref_m:.2f} | "
                   f"{diff:.1e} |")
     for train in args.train:
-        for res in results[train, "fsdp"][:1]:
-            print(f"{train}: {res['held']}; MB held by process 0: " + ", ".join(
+        for setting in SETTINGS:
+            res = results[train, setting][0]
+            print(f"{train}, {setting}: {res['held'] + '; ' if res['held'] else ''}MB held by process 0: " + ", ".join(
                 f"{k} {v:.0f}" for k, v in res["parts_mb"].items() if k != "total"))
 
 

@@ -220,41 +220,62 @@ LOCKSTEP = ["--set", "warmup.batch_size=5", "--set", "warmup.micro_batch=2", "--
             "--set", "warmup.items_per_image=2", "--set", "finetune.batch_size=1"]
 
 
-def test_the_shipped_fsdp_config_trains_sharded_to_the_one_process_records(runs, tmp_path):
-    """`accelerate launch --config_file recipes/accelerate/fsdp.yaml --num_processes 2 -m illume_rm.cli
-    iterate ...` shards the layers while they train (each process holds half of them) and writes the
-    records one process writes: the same warm-up losses (1e-4), samples, judgements and adapters."""
-    recipe = runs["recipe"]
-    config = Path(__file__).parents[1] / "recipes" / "accelerate" / "fsdp.yaml"
-    one = _launch([sys.executable, "-m", "illume_rm.cli", "iterate", str(recipe), "--run", str(tmp_path / "one"),
-                   *LOCKSTEP], {**os.environ, "ILLUME_RM_CACHE": str(tmp_path / "cache1")}, 1)
+def _one_against_launched(tmp_path, recipe, config: str, sets: list[str]) -> tuple[Path, Path, str]:
+    """The loop in one process, and launched with a shipped accelerate config on two CPU processes;
+    the two run folders and what the launch printed."""
+    one = _launch([sys.executable, "-m", "illume_rm.cli", "iterate", str(recipe), "--run", str(tmp_path / "one"), *sets],
+                  {**os.environ, "ILLUME_RM_CACHE": str(tmp_path / "cache1")}, 1)
     assert one.returncode == 0, one.stderr[-3000:]
     accelerate = Path(sys.executable).parent / "accelerate"
-    r = _launch([str(accelerate), "launch", "--config_file", str(config), "--num_processes", "2", "-m",
-                 "illume_rm.cli", "iterate", str(recipe), "--run", str(tmp_path / "fsdp"), *LOCKSTEP],
+    r = _launch([str(accelerate), "launch", "--config_file", str(Path(__file__).parents[1] / "recipes" / "accelerate" /
+                                                                   config), "--num_processes", "2", "-m",
+                 "illume_rm.cli", "iterate", str(recipe), "--run", str(tmp_path / "two"), *sets],
                 {**os.environ, "ILLUME_RM_CACHE": str(tmp_path / "cache2")}, 1)
     assert r.returncode == 0, r.stderr[-3000:]
-    said = r.stdout + r.stderr
-    for stage in ("warm-up", "fine-tuning (illume)"):
-        line = next(x for x in said.splitlines() if x.startswith(f"{stage}: FSDP shards"))
-        whole, held = (int(n.replace(",", "")) for n in re.findall(r"([\d,]+) (?:parameters|of them)", line))
-        assert held == whole // 2, line
-    a, b = _warmup_report(tmp_path / "one"), _warmup_report(tmp_path / "fsdp")
+    return tmp_path / "one", tmp_path / "two", r.stdout + r.stderr
+
+
+def _same_loops(one: Path, two: Path) -> None:
+    """The same warm-up losses (1e-4) and curve, samples, judgements and adapters (1e-5)."""
+    from safetensors.torch import load_file
+
+    a, b = _warmup_report(one), _warmup_report(two)
     assert a["losses"] == pytest.approx(b["losses"], rel=1e-4)
     assert [c["step"] for c in b["curve"]] == [0, 2, 3] and a["curve"] == b["curve"]
     for name in ("base/val_candidates.jsonl", "iter-000/candidates.jsonl", "iter-001/candidates.jsonl",
                  "iter-001/val_candidates.jsonl"):
-        _same_records(tmp_path / "one" / name, tmp_path / "fsdp" / name)
+        _same_records(one / name, two / name)
     for name in ("iter-000/judgements.jsonl", "iter-001/judgements.jsonl"):
-        strip = [{k: v for k, v in j.items() if k != "time"} for j in map(json.loads, (tmp_path / "one" / name).open())]
-        assert strip == [{k: v for k, v in j.items() if k != "time"}
-                         for j in map(json.loads, (tmp_path / "fsdp" / name).open())]
-    from safetensors.torch import load_file
-
+        strip = [{k: v for k, v in j.items() if k != "time"} for j in map(json.loads, (one / name).open())]
+        assert strip == [{k: v for k, v in j.items() if k != "time"} for j in map(json.loads, (two / name).open())]
     for it in ("iter-000", "iter-001"):
-        wa, wb = (load_file(tmp_path / r / it / "adapter" / "adapter_model.safetensors") for r in ("one", "fsdp"))
+        wa, wb = (load_file(r / it / "adapter" / "adapter_model.safetensors") for r in (one, two))
         assert wa.keys() == wb.keys() and wa
         assert all((wa[k] - wb[k]).abs().max() < 1e-5 for k in wa)
+
+
+def test_the_shipped_fsdp_config_trains_sharded_to_the_one_process_records(runs, tmp_path):
+    """`accelerate launch --config_file recipes/accelerate/fsdp.yaml --num_processes 2 -m illume_rm.cli
+    iterate ...` shards the layers while they train (each process holds half of them) and writes the
+    records one process writes."""
+    one, two, said = _one_against_launched(tmp_path, runs["recipe"], "fsdp.yaml", LOCKSTEP)
+    for stage in ("warm-up", "fine-tuning (illume)"):
+        line = next(x for x in said.splitlines() if x.startswith(f"{stage}: FSDP shards"))
+        whole, held = (int(n.replace(",", "")) for n in re.findall(r"([\d,]+) (?:parameters|of them)", line))
+        assert held == whole // 2, line
+    _same_loops(one, two)
+
+
+def test_the_shipped_deepspeed_zero2_config_trains_to_the_one_process_records(runs, tmp_path):
+    """`accelerate launch --config_file recipes/accelerate/deepspeed-zero2.yaml --num_processes 2 ...`:
+    DeepSpeed's ZeRO-2 engine reduces, clips and steps, and the loop writes the one-process records
+    (the lockstep cases but micro-batches, which ZeRO refuses)."""
+    sets = [a for a in LOCKSTEP if a != "warmup.micro_batch=2"]
+    sets = [a for i, a in enumerate(sets) if not (a == "--set" and sets[i + 1] == "--set")]
+    one, two, said = _one_against_launched(tmp_path, runs["recipe"], "deepspeed-zero2.yaml", sets)
+    assert "warm-up: DeepSpeed ZeRO stage 2 over 2 processes" in said
+    assert "fine-tuning (illume): DeepSpeed ZeRO stage 2 over 2 processes" in said
+    _same_loops(one, two)
 
 
 @pytest.mark.parametrize("env, says", [
@@ -273,10 +294,22 @@ def test_fsdp_options_not_honoured_are_refused(runs, tmp_path, env, says):
     assert not (tmp_path / "run").exists()
 
 
-def test_deepspeed_is_refused_before_work(runs, tmp_path):
-    r = _launch([sys.executable, "-m", "illume_rm.cli", "iterate", str(runs["recipe"]), "--run", str(tmp_path / "run")],
-                {**os.environ, "ILLUME_RM_CACHE": str(runs["root"] / "cache1"), "ACCELERATE_USE_DEEPSPEED": "true"}, 2)
-    assert r.returncode == 2 and "DeepSpeed is not used here" in r.stderr, r.stderr[-2000:]
+@pytest.mark.parametrize("env, says", [
+    ({"ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}, "ZeRO stage 3 is not used here"),
+    ({"ACCELERATE_DEEPSPEED_ZERO_STAGE": "2", "ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE": "cpu"},
+     "offload_optimizer_device: cpu is not supported"),
+    ({"ACCELERATE_DEEPSPEED_CONFIG_FILE": "ds.json"}, "a DeepSpeed config file (deepspeed_config_file) is not read"),
+    ({"ACCELERATE_GRADIENT_ACCUMULATION_STEPS": "4"}, "gradient_accumulation_steps must be 1"),
+    ({"ACCELERATE_DEEPSPEED_ZERO_STAGE": "2", "MICRO": "1"}, "micro_batch 2 under DeepSpeed ZeRO"),
+])
+def test_deepspeed_options_not_honoured_are_refused(runs, tmp_path, env, says):
+    """One line, exit status 2, no run folder (micro-batches where the first training starts)."""
+    sets = ["--set", "warmup.micro_batch=2"] if env.pop("MICRO", None) else []
+    r = _launch([sys.executable, "-m", "illume_rm.cli", "iterate", str(runs["recipe"]), "--run", str(tmp_path / "run"),
+                 *sets], {**os.environ, "ILLUME_RM_CACHE": str(tmp_path / "cache"), "ACCELERATE_USE_DEEPSPEED": "true",
+                          **env}, 2)
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert r.stderr.count("illume-rm: error:") == 1 and says in r.stderr, r.stderr[-2000:]
     assert not (tmp_path / "run").exists()
 
 

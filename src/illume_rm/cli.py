@@ -77,11 +77,8 @@ class Group(click.Group):
                 raise UserError(f"the {procs.world} processes were started with different commands (process 0: "
                                 f"{' '.join(commands[0])!r}; process {differ}: {' '.join(commands[differ])!r})")
             name = commands[0][0] if commands[0] else ""
-            if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
-                raise UserError("DeepSpeed is not used here: illume-rm trains data-parallel, each process holding the "
-                                "whole model (recipes/accelerate/gpus-ddp.yaml), or with the layers sharded by FSDP "
-                                "(recipes/accelerate/fsdp.yaml)")
-            procs.fsdp  # an FSDP config's options that are not honoured: refused here, on every process
+            procs.fsdp  # an FSDP or DeepSpeed config's options that are not honoured: refused here, on every process
+            procs.deepspeed
             if name in SINGLE_PROCESS:
                 raise UserError(f"`illume-rm {name}` runs in one process ({SINGLE_PROCESS[name]}); start it without "
                                 "torchrun / accelerate launch")

@@ -62,6 +62,16 @@ class Processes:
 
         return fsdp_settings()
 
+    @property
+    def deepspeed(self):
+        """The DeepSpeed ZeRO settings of accelerate's config (``train.zero``), or None. Refuses
+        (``UserError``) options that are not honoured."""
+        if not self.distributed:
+            return None
+        from .train.zero import zero_settings
+
+        return zero_settings()
+
     def most_per_process(self, n: int) -> int:
         """The largest share of ``n`` items any process takes (``shard``)."""
         return -(-n // self.world)

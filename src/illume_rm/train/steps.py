@@ -87,33 +87,53 @@ def train_steps(vlm: VLM, groups: list[dict], steps: int, draw: Draw, *, schedul
         groups = sharded.groups(groups)
         if procs.is_main:
             tqdm.write(f"{desc}: {sharded.describe()}")
+    zero = procs.deepspeed
+    # FSDP's all-gathers and ZeRO's gradient buckets need every process to run the same graph: the
+    # same layers as often, the same parameters reached
+    lockstep = sharded is not None or zero is not None
     share_images = getattr(vlm, "share_images", None)
-    if sharded is not None and share_images:
+    if lockstep and share_images:
         vlm.share_images = False  # the shared-image prefill depends on a process's own share: rows read whole
     opt = torch.optim.AdamW(groups, weight_decay=0.0)
     sched = scheduler(opt, schedule, steps, warmup_steps)
     params = [p for g in opt.param_groups for p in g["params"]]
     whole = [p for p in params if not _is_sharded(p)]
+    engine = None
+    if zero is not None:  # DeepSpeed ZeRO keeps, reduces, clips and steps (train.zero)
+        from ..errors import UserError
+        from .zero import engine as zero_engine
+
+        if micro_batch:
+            raise UserError(f"{desc}: micro_batch {micro_batch} under DeepSpeed ZeRO: set warmup.micro_batch / "
+                            "finetune.micro_batch to 0 (its engine takes one backward a step)")
+        engine = zero_engine(model, opt, zero, max_grad_norm)  # the schedule keeps acting on opt's groups
+        if procs.is_main:
+            tqdm.write(f"{desc}: DeepSpeed ZeRO stage {zero.stage} over {procs.world} processes")
     losses: list[float] = []
     model.train()
     bar = tqdm(range(steps), desc=desc)
     try:
         for step in bar:
             items, weights = draw(step)
-            opt.zero_grad(set_to_none=True)
+            if engine is None:
+                opt.zero_grad(set_to_none=True)
             if micro_batch and procs.most_per_process(len(items)) > micro_batch:
-                loss = _accumulate(vlm, procs, items, weights, extra_loss, micro_batch, precision, sharded is not None)
+                loss = _accumulate(vlm, procs, items, weights, extra_loss, micro_batch, precision, lockstep)
             else:
                 with autocast(vlm, precision):
                     if procs.distributed:
-                        loss = _shard_loss(vlm, procs, items, weights, extra_loss, params, sharded is not None)
+                        loss = _shard_loss(vlm, procs, items, weights, extra_loss, params, lockstep)
                     else:
                         loss = vlm.loss(items, weights)
                         extra = extra_loss(items) if extra_loss else None
                         if extra is not None:
                             loss = loss + extra[0]
-                loss.backward()
-            if sharded is not None:
+                if engine is None:
+                    loss.backward()
+            if engine is not None:
+                engine.backward(loss)  # reduced (the mean over the processes) into each one's partition
+                engine.step()  # clipped, stepped, the weights all-gathered
+            elif sharded is not None:
                 from .fsdp import clip_grad_norm_
 
                 procs.average_gradients(whole)  # the sharded layers' were reduce-scattered in backward
@@ -121,7 +141,8 @@ def train_steps(vlm: VLM, groups: list[dict], steps: int, draw: Draw, *, schedul
             else:
                 procs.average_gradients(params)
                 torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-            opt.step()
+            if engine is None:
+                opt.step()
             sched.step()
             losses.append(procs.sum(loss.item()) / procs.world)
             bar.set_postfix(loss=f"{sum(losses[-10:]) / len(losses[-10:]):.3f}")
@@ -138,6 +159,8 @@ def train_steps(vlm: VLM, groups: list[dict], steps: int, draw: Draw, *, schedul
             vlm.share_images = share_images
     if sharded is not None:
         sharded.close()  # every process: the whole trained model again
+    if engine is not None:
+        engine.destroy()  # its gradient hooks off the model's parameters
     model.eval()
     return losses
 
@@ -151,8 +174,9 @@ def _is_sharded(p: torch.Tensor) -> bool:
 def _shard_loss(vlm: VLM, procs, items, weights, extra_loss, params, lockstep: bool = False) -> torch.Tensor:
     """This process's part of the batch loss: its share's loss, scaled so that the mean over the
     processes is the whole batch's loss (per-item weights and the extra term's units counted).
-    ``lockstep`` (FSDP): a process with an empty share still runs the model once (the batch's first
-    item, at weight 0), since every process must run each sharded layer as often."""
+    ``lockstep`` (FSDP, ZeRO): a process with an empty share still runs the model once (the batch's
+    first item, at weight 0), since every process must run each sharded layer as often and reach
+    the same parameters."""
     w_all = list(weights) if weights is not None else [1.0] * len(items)
     shard, w_shard = procs.shard(items), procs.shard(w_all)
     # a zero that keeps the graph when the share is empty (from a parameter FSDP does not shard)
