@@ -61,7 +61,9 @@ def train_steps(vlm: VLM, groups: list[dict], steps: int, draw: Draw, *, schedul
     With several processes (``distributed.processes``) every process draws the same batch and takes
     its share; each share's loss is scaled by its part of the batch's weight, so the averaged
     gradients are the whole batch's (as one process computes them, up to rounding), and every
-    process steps to the same weights.
+    process steps to the same weights. Under accelerate's FSDP config the language model's layers
+    are sharded while they train (``train.fsdp``); under its DeepSpeed config (ZeRO 1 or 2) the
+    optimiser is DeepSpeed's engine (``train.zero``); either way every process runs the same graph.
 
     ``micro_batch`` > 0 runs a process's items that many at a time, each part's forward and backward
     before the next (gradient accumulation), its loss scaled by its part of the batch's weight, and
@@ -77,6 +79,12 @@ def train_steps(vlm: VLM, groups: list[dict], steps: int, draw: Draw, *, schedul
         tqdm.write(f"{desc}: bf16 asked for, but this {vlm.device.type} has no native bfloat16 (a CPU needs "
                    "AVX512-BF16 or AMX): emulated, it is many times slower than fp32; precision: auto picks "
                    "fp32 here")
+    zero = procs.deepspeed
+    if zero is not None and micro_batch:
+        from ..errors import UserError
+
+        raise UserError(f"{desc}: micro_batch {micro_batch} under DeepSpeed ZeRO: set warmup.micro_batch / "
+                        "finetune.micro_batch to 0 (its engine takes one backward a step)")
     model = vlm.trainable_model()
     settings = procs.fsdp
     sharded = None
@@ -87,7 +95,6 @@ def train_steps(vlm: VLM, groups: list[dict], steps: int, draw: Draw, *, schedul
         groups = sharded.groups(groups)
         if procs.is_main:
             tqdm.write(f"{desc}: {sharded.describe()}")
-    zero = procs.deepspeed
     # FSDP's all-gathers and ZeRO's gradient buckets need every process to run the same graph: the
     # same layers as often, the same parameters reached
     lockstep = sharded is not None or zero is not None
@@ -100,12 +107,8 @@ def train_steps(vlm: VLM, groups: list[dict], steps: int, draw: Draw, *, schedul
     whole = [p for p in params if not _is_sharded(p)]
     engine = None
     if zero is not None:  # DeepSpeed ZeRO keeps, reduces, clips and steps (train.zero)
-        from ..errors import UserError
         from .zero import engine as zero_engine
 
-        if micro_batch:
-            raise UserError(f"{desc}: micro_batch {micro_batch} under DeepSpeed ZeRO: set warmup.micro_batch / "
-                            "finetune.micro_batch to 0 (its engine takes one backward a step)")
         engine = zero_engine(model, opt, zero, max_grad_norm)  # the schedule keeps acting on opt's groups
         if procs.is_main:
             tqdm.write(f"{desc}: DeepSpeed ZeRO stage {zero.stage} over {procs.world} processes")
