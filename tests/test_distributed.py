@@ -336,3 +336,19 @@ def test_fsdp_shards_a_pretrained_family_s_layers_to_the_one_process_records(tmp
     wa, wb = (load_file(tmp_path / r / "iter-000" / "adapter" / "adapter_model.safetensors") for r in ("r1", "r2"))
     assert wa.keys() == wb.keys() and wa
     assert all((wa[k] - wb[k]).abs().max() < 1e-5 for k in wa)
+
+
+@pytest.mark.parametrize("env, says", [
+    ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2", "FSDP_RESHARD_AFTER_FORWARD": "false"}, "FSDP shards 2 layers"),
+    ({"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "1"}, "DeepSpeed ZeRO stage 1 over 2"),
+])
+def test_the_other_honoured_settings_give_the_one_process_loop(runs, tmp_path, env, says):
+    """FSDP keeping each layer gathered from its forward to its backward (fsdp_reshard_after_forward:
+    false), and ZeRO stage 1 (the optimiser state partitioned, not the gradients)."""
+    r = _launch([sys.executable, "-m", "illume_rm.cli", "iterate", str(runs["recipe"]), "--run", str(tmp_path / "two")],
+                {**os.environ, "ILLUME_RM_CACHE": str(tmp_path / "cache"), **env}, 2)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"warm-up: {says}" in r.stdout + r.stderr
+    assert _warmup_report(runs[1])["losses"] == pytest.approx(_warmup_report(tmp_path / "two")["losses"], rel=1e-4)
+    for name in ("iter-000/candidates.jsonl", "iter-001/candidates.jsonl", "iter-001/val_candidates.jsonl"):
+        _same_records(runs[1] / name, tmp_path / "two" / name)
