@@ -9,7 +9,7 @@ GPUs). Every process runs the same command on the same data; the heavy parts sha
 - ``average_gradients``: data-parallel training (each process takes its share of every batch; the
   gradients are averaged before the optimiser steps, as DDP does), so every process holds the
   same weights after each step; under an FSDP config the language model's layers are sharded while
-  they train (``train.fsdp``);
+  they train (``train.fsdp``), under a DeepSpeed one the optimiser is ZeRO's (``train.zero``);
 - ``run`` / ``serve``: the main process runs the command and hands these stages to every process
   (``illume_rm.tasks``); the others only serve them, so only the main process writes files.
 

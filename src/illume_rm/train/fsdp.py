@@ -64,8 +64,7 @@ def fsdp_settings(env: dict | None = None) -> FsdpSettings | None:
                         "language model's layers) is")
     classes = tuple(c.strip() for c in env.get("FSDP_TRANSFORMER_CLS_TO_WRAP", "").split(",") if c.strip())
     reshard = env.get("FSDP_RESHARD_AFTER_FORWARD", "true").lower()
-    return FsdpSettings(layer_classes=classes,
-                        reshard_after_forward=reshard in _TRUE or reshard in ("full_shard", "1"))
+    return FsdpSettings(layer_classes=classes, reshard_after_forward=reshard in _TRUE)
 
 
 def find_layers(model: nn.Module, classes: Sequence[str] = ()) -> list[tuple[nn.Module, str, nn.Module]]:
@@ -91,7 +90,7 @@ def find_layers(model: nn.Module, classes: Sequence[str] = ()) -> list[tuple[nn.
 class ShardedLayers:
     """The model's layers swapped for sharded copies while they train (see the module's docstring)."""
 
-    def __init__(self, model: nn.Module, settings: FsdpSettings, device: torch.device):
+    def __init__(self, model: nn.Module, settings: FsdpSettings):
         from torch.distributed.fsdp import fully_shard
 
         self.layers = find_layers(model, settings.layer_classes)
@@ -111,7 +110,7 @@ class ShardedLayers:
             for name, p in layer.named_parameters():
                 self.where[id(p)] = (i, name)
                 self.shapes[i][name] = p.shape
-                p.data = torch.empty(0, dtype=p.dtype, device=p.device)  # the copy holds it now
+            _release(layer)  # the copy holds it now
             parent._modules[attr] = sharded
 
     def describe(self) -> str:
@@ -153,8 +152,7 @@ class ShardedLayers:
 
     def _shard_again(self) -> None:
         for (parent, attr, layer), sharded in zip(self.layers, self.copies):
-            for p in layer.parameters():
-                p.data = torch.empty(0, dtype=p.dtype, device=p.device)
+            _release(layer)
             parent._modules[attr] = sharded
 
     @contextmanager
@@ -170,6 +168,13 @@ class ShardedLayers:
         """The trained weights back in the model's own layers for good; the copies dropped."""
         self._gather_into_originals()
         self.copies = []
+
+
+def _release(layer: nn.Module) -> None:
+    """The layer's parameters give their storage up (the same Parameter objects, so the optimiser's
+    groups and the caller's references stay valid; ``_gather_into_originals`` fills them again)."""
+    for p in layer.parameters():
+        p.data = torch.empty(0, dtype=p.dtype, device=p.device)
 
 
 def clip_grad_norm_(params: Sequence[nn.Parameter], max_norm: float) -> torch.Tensor:

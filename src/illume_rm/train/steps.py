@@ -91,7 +91,7 @@ def train_steps(vlm: VLM, groups: list[dict], steps: int, draw: Draw, *, schedul
     if settings is not None:  # the layers sharded while they train (train.fsdp)
         from .fsdp import ShardedLayers
 
-        sharded = ShardedLayers(model, settings, vlm.device)
+        sharded = ShardedLayers(model, settings)
         groups = sharded.groups(groups)
         if procs.is_main:
             tqdm.write(f"{desc}: {sharded.describe()}")
@@ -125,7 +125,7 @@ def train_steps(vlm: VLM, groups: list[dict], steps: int, draw: Draw, *, schedul
             else:
                 with autocast(vlm, precision):
                     if procs.distributed:
-                        loss = _shard_loss(vlm, procs, items, weights, extra_loss, params, lockstep)
+                        loss = _shard_loss(vlm, procs, items, weights, extra_loss, whole, lockstep)
                     else:
                         loss = vlm.loss(items, weights)
                         extra = extra_loss(items) if extra_loss else None
@@ -174,7 +174,7 @@ def _is_sharded(p: torch.Tensor) -> bool:
     return isinstance(p, DTensor)
 
 
-def _shard_loss(vlm: VLM, procs, items, weights, extra_loss, params, lockstep: bool = False) -> torch.Tensor:
+def _shard_loss(vlm: VLM, procs, items, weights, extra_loss, whole, lockstep: bool = False) -> torch.Tensor:
     """This process's part of the batch loss: its share's loss, scaled so that the mean over the
     processes is the whole batch's loss (per-item weights and the extra term's units counted).
     ``lockstep`` (FSDP, ZeRO): a process with an empty share still runs the model once (the batch's
@@ -182,8 +182,8 @@ def _shard_loss(vlm: VLM, procs, items, weights, extra_loss, params, lockstep: b
     the same parameters."""
     w_all = list(weights) if weights is not None else [1.0] * len(items)
     shard, w_shard = procs.shard(items), procs.shard(w_all)
-    # a zero that keeps the graph when the share is empty (from a parameter FSDP does not shard)
-    loss = sum(p.sum() * 0.0 for p in [p for p in params if not _is_sharded(p)][:1])
+    # a zero that keeps the graph when the share is empty (``whole``: the parameters FSDP does not shard)
+    loss = sum(p.sum() * 0.0 for p in whole[:1])
     if shard:
         loss = loss + vlm.loss(shard, w_shard) * (sum(w_shard) * procs.world / sum(w_all))
     elif lockstep and items:

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 
 from ..errors import UserError
+from .fsdp import _TRUE
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ def zero_settings(env: dict | None = None) -> ZeroSettings | None:
     """The ZeRO settings accelerate launch put in the environment, or None without DeepSpeed.
     Options not honoured are refused (``UserError``)."""
     env = os.environ if env is None else env
-    if env.get("ACCELERATE_USE_DEEPSPEED", "").lower() not in ("true", "1", "yes"):
+    if env.get("ACCELERATE_USE_DEEPSPEED", "").lower() not in _TRUE:
         return None
     if env.get("ACCELERATE_DEEPSPEED_CONFIG_FILE", "none").lower() not in _OFF:
         raise UserError("a DeepSpeed config file (deepspeed_config_file) is not read here: give zero_stage in the "
