@@ -131,3 +131,24 @@ CELL_CASES = [
 @pytest.mark.parametrize("text,focus,ok", CELL_CASES)
 def test_cell_subjects_and_it_as_a_careful_person_reads_them(text, focus, ok):
     assert check_rationale(CELL_SCENE, text, focus).ok is ok
+
+
+def test_more_questions_are_new_true_and_about_the_same_images():
+    from illume_rm.data.shapes import more_questions
+
+    train = generate(ShapesConfig(train=60), "train", None)
+    more = more_questions(train, 6, seed=0)
+    assert more == more_questions(train, 6, seed=0)
+    assert [e.question for e in more] != [e.question for e in more_questions(train, 6, seed=1)]
+    by_image = {e.meta["image_id"]: e for e in train}
+    per_image = Counter(e.meta["image_id"] for e in more)
+    assert set(per_image) == set(by_image) and max(per_image.values()) == 6
+    assert sum(per_image.values()) > 0.9 * 6 * len(by_image)  # one-object scenes have fewer questions to ask
+    asked = Counter((e.meta["image_id"], e.question) for e in train + more)
+    assert max(asked.values()) == 1  # none asked twice of an image, the data's own included
+    assert set(e.meta["family"] for e in more) == set(FAMILIES)
+    for e in more:
+        own = by_image[e.meta["image_id"]]
+        assert e.image == own.image and e.meta["scene"] == own.meta["scene"] and e.id != own.id
+        for ref in e.explanations:  # the answer's references are true of the image's scene
+            assert check_rationale(e.meta["scene"], ref).ok, (e.question, ref)

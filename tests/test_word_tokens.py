@@ -9,7 +9,7 @@ from conftest import load_diagnostic
 
 from illume_rm.cli import cli
 from illume_rm.data import DataConfig, cell_words, load_examples, visual_words
-from illume_rm.data.shapes import ShapesConfig
+from illume_rm.data.shapes import ShapesConfig, more_questions
 from illume_rm.vlm import load_vlm
 
 WORDS = [["small", "large"], ["red", "green", "blue"], ["circle", "square", "nothing"]]
@@ -418,6 +418,45 @@ def test_family_as_text_diagnostic_trains_on_one_family_and_reports_each_evaluat
     assert all(0.0 <= float(r[3]) <= 1.0 for r in rows)
     with pytest.raises(UserError, match="needs shapes"):
         mod.main(["recipes/vqax-text-critic.yaml", "--family", "exist", *tiny[:2]])
+    mod.main(["recipes/shapes-warmup.yaml", "--family", "exist", "--steps", "1", "--every", "1",
+              "--more-questions", "3", "--pair-questions", "1", *tiny])
+    out = capsys.readouterr().out
+    more = [e for e in more_questions(load_examples(data, "train"), 3) if e.meta["family"] == "exist"]
+    pairs = mod.pair_questions(load_examples(data, "train"), 1)
+    assert more and pairs
+    assert (f"exist: {n_exist + len(more) + len(pairs)} training questions ({len(more)} of them from "
+            f"--more-questions, {len(pairs)} two-object questions)") in out
+    with pytest.raises(UserError, match="must be 0 or more"):
+        mod.main(["recipes/shapes-warmup.yaml", "--pair-questions", "-1", *tiny])
+
+
+def test_pair_questions_name_two_objects_and_answer_their_attribute():
+    """family_as_text's two-object questions: each names two objects of its image as compare does, and
+    the answer's two words are their attribute, as a careful reader of the scene says ("the X is red")."""
+    import re
+
+    from illume_rm.data.scene import check_rationale
+    from illume_rm.data.shapes import generate
+
+    mod = load_diagnostic("family_as_text")
+    train = generate(ShapesConfig(train=80), "train", None)
+    pairs = mod.pair_questions(train, 2, seed=0)
+    assert len(pairs) > 100 and pairs == mod.pair_questions(train, 2, seed=0)
+    attrs = set()
+    for e in pairs:
+        m = re.fullmatch(r"What (color|shape|size) are the (.+) and the (.+)\?", e.question)
+        assert m, e.question
+        attr, a, b = m.groups()
+        attrs.add(attr)
+        va, vb = e.answer.split(" and ")
+        for ref, value in ((a, va), (b, vb)):
+            claim = f"the {ref} is " + ("a " + value if attr == "shape" else value)
+            assert check_rationale(e.meta["scene"], claim).ok, (e.question, e.answer, claim)
+            wrong = {"color": "red" if value != "red" else "blue", "size": "large" if value == "small" else "small",
+                     "shape": "circle" if value != "circle" else "square"}[attr]
+            bad = f"the {ref} is " + ("a " + wrong if attr == "shape" else wrong)
+            assert not check_rationale(e.meta["scene"], bad).ok, (e.question, bad)
+    assert attrs == {"color", "shape", "size"}
 
 
 def _oracle_perception_on(tiny_model):

@@ -350,6 +350,40 @@ def generate(cfg: ShapesConfig, split: str, image_dir: Path | None) -> list[Exam
     return examples
 
 
+def more_questions(examples: list[Example], per_image: int, seed: int = 0) -> list[Example]:
+    """``per_image`` further questions about each image of ``examples`` (those with a scene graph),
+    written from its scene as ``generate`` writes a split's (families in a shuffled order, each drawn
+    again once all have been), none the same as one the image already has: more training questions from
+    the same images and annotations, as CLEVR asks about ten of each image. Deterministic for ``seed``."""
+    seen: dict[str, set[str]] = {}
+    first: dict[str, Example] = {}
+    for ex in examples:
+        image_id = ex.meta.get("image_id")
+        if image_id is None or "scene" not in ex.meta:
+            continue
+        seen.setdefault(image_id, set()).add(ex.question)
+        first.setdefault(image_id, ex)
+    out: list[Example] = []
+    for image_id, ex in first.items():
+        scene, rng = ex.meta["scene"], random.Random(f"more/{seed}/{image_id}")
+        made, tries = 0, 0
+        while made < per_image and tries < 20 * per_image:
+            families = list(FAMILIES)
+            rng.shuffle(families)
+            for family in families:
+                tries += 1
+                q = _question(scene, family, rng)
+                if made == per_image or q is None or q[0] in seen[image_id]:
+                    continue
+                seen[image_id].add(q[0])
+                question, answer, refs, focus = q
+                out.append(Example(
+                    id=f"{ex.id.rsplit('-q', 1)[0]}-m{made}", image=ex.image, question=question, answers=[answer],
+                    explanations=refs, meta={**ex.meta, "family": family, "focus": focus}))
+                made += 1
+    return out
+
+
 def load(split: str, cfg: ShapesConfig, cache_dir: Path) -> list[Example]:
     """Generate (once, cached by config) and return one split."""
     if split not in SPLIT_OFFSETS:
