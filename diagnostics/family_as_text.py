@@ -95,9 +95,10 @@ def main(argv: list[str] | None = None) -> None:
         rows.append((step, evaluate_answers(vlm, text_val)[a.family]))
         print(f"step {step}: {a.family} {rows[-1][1]:.3f}", flush=True)
 
+    epochs = a.steps * cfg.batch_size / len(text_train)
     print(f"{a.family}: {len(text_train)} training questions ({len(more)} of them from --more-questions, "
-          f"{len(pairs)} two-object questions), "
-          f"{len(val)} val; {a.steps} steps of {cfg.batch_size} ({a.steps * cfg.batch_size / len(text_train):.1f} epochs), the scene as text laid out {places}", flush=True)
+          f"{len(pairs)} two-object questions), {len(val)} val; {a.steps} steps of {cfg.batch_size} "
+          f"({epochs:.1f} epochs), the scene as text laid out {places}", flush=True)
     t = time.time()
     train_warmup(vlm, text_train, cfg, a.seed, print, on_eval=on_eval)
     on_eval(a.steps)

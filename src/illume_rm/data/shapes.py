@@ -378,7 +378,7 @@ def more_questions(examples: list[Example], per_image: int, seed: int = 0) -> li
                 seen[image_id].add(q[0])
                 question, answer, refs, focus = q
                 out.append(Example(
-                    id=f"{ex.id.rsplit('-q', 1)[0]}-m{made}", image=ex.image, question=question, answers=[answer],
+                    id=f"shapes-{image_id}-m{made}", image=ex.image, question=question, answers=[answer],
                     explanations=refs, meta={**ex.meta, "family": family, "focus": focus}))
                 made += 1
     return out
