@@ -10,6 +10,7 @@ chance here is held back by the language model and the data's size, not by the i
     .venv/bin/python diagnostics/family_as_text.py                       # compare, 120 steps, seed 0
     .venv/bin/python diagnostics/family_as_text.py --family spatial --steps 80 --every 40
     .venv/bin/python diagnostics/family_as_text.py --more-questions 10 --pair-questions 2   # more data, two look-ups
+    .venv/bin/python diagnostics/family_as_text.py --question-first     # the question before the scene too
 
 Nothing is saved; a table is printed (accuracy, chance, standard errors above chance).
 """
@@ -49,6 +50,14 @@ def pair_questions(train: list[Example], per_image: int, seed: int = 0) -> list[
     return out
 
 
+def text_examples(examples: list[Example], places: str, question_first: bool = False) -> list[Example]:
+    """Each example with its scene as exact text before its question (``as_text``); with
+    ``question_first``, its question also before the scene, so that the scene is read knowing what is
+    asked (the prompt still ends with the question, as without it)."""
+    out = [as_text(e, places) for e in examples]
+    return [replace(t, question=f"{e.question} {t.question}") for t, e in zip(out, examples)] if question_first else out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("recipe", nargs="?", default="recipes/shapes-warmup-long.yaml")
@@ -63,6 +72,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="also train on K questions an image (of two objects or more) asking one attribute of two "
                          "objects named as compare names them ('What color are the circle and the square?' 'red "
                          "and blue'): the two look-ups compare needs, each answered in words")
+    ap.add_argument("--question-first", action="store_true",
+                    help="write the question before the scene as well as after it, so that the scene is read knowing "
+                         "what is asked")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     a = ap.parse_args(argv)
     if a.steps < 1 or a.every < 1:
@@ -86,7 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     # the family's further questions about the same training images, written from their scenes
     more = [e for e in more_questions(data_train, a.more_questions, a.seed) if e.meta.get("family") == a.family]
     pairs = pair_questions(data_train, a.pair_questions, a.seed)
-    text_train, text_val = [as_text(e, places) for e in train + more + pairs], [as_text(e, places) for e in val]
+    text_train = text_examples(train + more + pairs, places, a.question_first)
+    text_val = text_examples(val, places, a.question_first)
     # the warm-up's own loop and optimiser, on question steps only (as the text upper bound), one family
     cfg = replace(text_questions_config(recipe.warmup, a.steps, a.every), family_weights=None)
     rows: list[tuple[int, float]] = []
@@ -98,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     epochs = a.steps * cfg.batch_size / len(text_train)
     print(f"{a.family}: {len(text_train)} training questions ({len(more)} of them from --more-questions, "
           f"{len(pairs)} two-object questions), {len(val)} val; {a.steps} steps of {cfg.batch_size} "
-          f"({epochs:.1f} epochs), the scene as text laid out {places}", flush=True)
+          f"({epochs:.1f} epochs), the scene as text laid out {places}"
+          f"{', the question before it too' if a.question_first else ''}", flush=True)
     t = time.time()
     train_warmup(vlm, text_train, cfg, a.seed, print, on_eval=on_eval)
     on_eval(a.steps)

@@ -419,8 +419,9 @@ def test_family_as_text_diagnostic_trains_on_one_family_and_reports_each_evaluat
     with pytest.raises(UserError, match="needs shapes"):
         mod.main(["recipes/vqax-text-critic.yaml", "--family", "exist", *tiny[:2]])
     mod.main(["recipes/shapes-warmup.yaml", "--family", "exist", "--steps", "1", "--every", "1",
-              "--more-questions", "3", "--pair-questions", "1", *tiny])
+              "--more-questions", "3", "--pair-questions", "1", "--question-first", *tiny])
     out = capsys.readouterr().out
+    assert "the question before it too" in out
     more = [e for e in more_questions(load_examples(data, "train"), 3) if e.meta["family"] == "exist"]
     pairs = mod.pair_questions(load_examples(data, "train"), 1)
     assert more and pairs
@@ -428,6 +429,23 @@ def test_family_as_text_diagnostic_trains_on_one_family_and_reports_each_evaluat
             f"--more-questions, {len(pairs)} two-object questions)") in out
     with pytest.raises(UserError, match="must be 0 or more"):
         mod.main(["recipes/shapes-warmup.yaml", "--pair-questions", "-1", *tiny])
+
+
+def test_family_as_text_question_first_asks_before_and_after_the_scene():
+    """family_as_text --question-first: the scene is written between two copies of the question, so the
+    prompt still ends with the question as the plain text run's does, and the scene's text is the
+    plain run's, word for word."""
+    from illume_rm.data.shapes import scene_text
+
+    mod = load_diagnostic("family_as_text")
+    data = DataConfig(name="shapes", shapes=ShapesConfig(train=12, val=4, test=2, image_size=64))
+    train = [e for e in load_examples(data, "train") if e.meta["family"] == "compare"][:3]
+    plain, first = mod.text_examples(train, "around"), mod.text_examples(train, "around", question_first=True)
+    for ex, p, f in zip(train, plain, first):
+        scene = scene_text(ex.meta["scene"], "around", False)
+        assert p.question == f"{scene} {ex.question}"
+        assert f.question == f"{ex.question} {scene} {ex.question}"
+        assert f.image is None and f.answers == ex.answers
 
 
 def test_pair_questions_name_two_objects_and_answer_their_attribute():
