@@ -440,6 +440,7 @@ def test_family_as_text_question_first_asks_before_and_after_the_scene():
     mod = load_diagnostic("family_as_text")
     data = DataConfig(name="shapes", shapes=ShapesConfig(train=12, val=4, test=2, image_size=64))
     train = [e for e in load_examples(data, "train") if e.meta["family"] == "compare"][:3]
+    assert len(train) == 3  # the loop below checks something
     plain, first = mod.text_examples(train, "around"), mod.text_examples(train, "around", question_first=True)
     for ex, p, f in zip(train, plain, first):
         scene = scene_text(ex.meta["scene"], "around", False)
